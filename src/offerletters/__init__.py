@@ -1,0 +1,1 @@
+"""offerletters: personalised offer letters in bulk, through Kafka and SMTP."""
