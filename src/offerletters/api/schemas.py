@@ -1,0 +1,45 @@
+"""The shapes of the API's answers, as the OpenAPI page documents them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class BatchAccepted(BaseModel):
+    """The roster was valid and every letter is queued for delivery."""
+
+    batch_id: str = Field(description="Names the batch in later requests and logs.")
+    letters: int = Field(description="How many letters were queued.")
+    sheet: str = Field(description="The sheet the roster was read from.")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="Things worth a look that did not stop the batch.",
+    )
+
+
+class RowErrorOut(BaseModel):
+    """Why one roster row (or the header, or a template) cannot be used."""
+
+    row: int | None = Field(description="The row number the spreadsheet shows.")
+    column: str | None
+    message: str
+    value: str | None = None
+    fix: str | None = None
+
+
+class RosterRejectedOut(BaseModel):
+    """Nothing was queued: every problem found in the roster is listed."""
+
+    detail: str
+    errors: list[RowErrorOut]
+
+
+class Problem(BaseModel):
+    """A request that could not be served, and why."""
+
+    detail: str
+
+
+class Health(BaseModel):
+    status: str = "ok"
+    mode: str = Field(description="'kafka' or 'embedded'.")

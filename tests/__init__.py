@@ -1,0 +1,1 @@
+"""offerletters tests: unit tests of pure logic, integration tests on real servers."""

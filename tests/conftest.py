@@ -1,0 +1,81 @@
+"""Shared fixtures: a real SMTP server per test, one real Kafka broker per run."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from offerletters.config import Settings
+from tests.support.kafka import KafkaBroker, provide_broker
+from tests.support.smtp import SmtpSink, running_sink
+
+REPO = Path(__file__).resolve().parent.parent
+SENDER = "Acme Talent <talent@acme.example>"
+
+MakeSettings = Callable[..., Settings]
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    """A fresh SMTP server on a free loopback port that records what it accepts."""
+    with running_sink() as sink:
+        yield sink
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[KafkaBroker]:
+    """One real Kafka broker for the whole run; never skipped when unavailable."""
+    with provide_broker() as broker:
+        yield broker
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> MakeSettings:
+    """Settings isolated from the developer's environment and .env file."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "outbox_dir": tmp_path / "outbox",
+            "templates_dir": REPO / "templates",
+            "sender": SENDER,
+            "log_level": "WARNING",
+            "shutdown_grace_s": 10.0,
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]  # pydantic-settings init kwarg
+
+    return make
+
+
+@pytest.fixture
+def smtp_settings(make_settings: MakeSettings, smtp: SmtpSink) -> Settings:
+    """Embedded mode delivering to the test SMTP server."""
+    return make_settings(smtp_host=smtp.host, smtp_port=smtp.port)
+
+
+@pytest.fixture
+def kafka_settings(
+    make_settings: MakeSettings, smtp: SmtpSink, kafka: KafkaBroker
+) -> Settings:
+    """Kafka mode on a topic and consumer group of this test's own."""
+    name = f"offers-{uuid.uuid4().hex[:8]}"
+    return make_settings(
+        kafka_bootstrap_servers=kafka.bootstrap_servers,
+        kafka_topic=name,
+        kafka_consumer_group=f"{name}-workers",
+        kafka_partitions=4,
+        smtp_host=smtp.host,
+        smtp_port=smtp.port,
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The same settings as OFFERLETTERS_* variables, for a subprocess."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        env[f"OFFERLETTERS_{name.upper()}"] = str(value)
+    return env
