@@ -72,10 +72,3 @@ def kafka_settings(
         smtp_port=smtp.port,
     )
 
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The same settings as OFFERLETTERS_* variables, for a subprocess."""
-    env: dict[str, str] = {}
-    for name, value in settings.model_dump(exclude_none=True).items():
-        env[f"OFFERLETTERS_{name.upper()}"] = str(value)
-    return env
