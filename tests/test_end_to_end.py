@@ -85,12 +85,6 @@ def wait_until_all_assigned(workers: list[Service], timeout_s: float = 90) -> No
     raise TimeoutError("workers never got partitions")
 
 
-def wait_for_letters(smtp: SmtpSink, count: int, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while len(smtp.received) < count and time.monotonic() < deadline:
-        time.sleep(0.2)
-
-
 def test_an_upload_reaches_every_candidate_once_through_two_workers(
     workers: list[Service], api_url: str, smtp: SmtpSink
 ) -> None:
@@ -114,7 +108,7 @@ def test_an_upload_reaches_every_candidate_once_through_two_workers(
         files={"file": ("hires.xlsx", data, "application/octet-stream")},
         timeout=60,
     )
-    wait_for_letters(smtp, CANDIDATES)
+    smtp.wait_for(CANDIDATES, timeout_s=120)
     time.sleep(1)  # a duplicate, were there one, would arrive now
     exit_codes = [worker.terminate() for worker in workers]
 

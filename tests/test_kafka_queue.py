@@ -1,4 +1,4 @@
-"""The Kafka queue on a real broker: all-or-nothing batches, consumer groups, commits."""
+"""The Kafka queue on a real broker: all-or-nothing batches, groups and commits."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ class Collected:
             self._source.stop()
 
 
-async def collect(settings: Settings, expected: int, timeout_s: float = 60) -> list[Letter]:
+async def collect(
+    settings: Settings, expected: int, timeout_s: float = 60
+) -> list[Letter]:
     source = KafkaSource(settings)
     handler = Collected(source, expected)
     await asyncio.wait_for(source.consume(handler), timeout=timeout_s)
@@ -41,13 +43,10 @@ async def collect(settings: Settings, expected: int, timeout_s: float = 60) -> l
 async def test_a_withdrawn_batch_never_reaches_a_consumer(
     kafka_settings: Settings,
 ) -> None:
-    """Letters published in a batch that raised are invisible; the next batch arrives."""
+    """Letters of a batch that raised are never seen; the next batch arrives."""
     async with KafkaPublisher(kafka_settings) as publisher:
         with pytest.raises(RuntimeError, match="bad row"):
-            async with publisher.batch() as writer:
-                for row in range(1, 6):
-                    await writer.put(make_letter(row))
-                raise RuntimeError("bad row")
+            await publish_then_fail(publisher, rows=range(1, 6))
 
         async with publisher.batch() as writer:
             for row in range(101, 104):
@@ -56,6 +55,13 @@ async def test_a_withdrawn_batch_never_reaches_a_consumer(
     letters = await collect(kafka_settings, expected=3)
 
     assert sorted(letter.row for letter in letters) == [101, 102, 103]
+
+
+async def publish_then_fail(publisher: KafkaPublisher, rows: range) -> None:
+    async with publisher.batch() as writer:
+        for row in rows:
+            await writer.put(make_letter(row))
+        raise RuntimeError("bad row")
 
 
 async def test_committed_letters_are_not_handed_out_again(
@@ -80,23 +86,15 @@ async def test_the_worker_delivers_every_published_letter_once(
     kafka_settings: Settings, smtp: SmtpSink
 ) -> None:
     """A worker fed 50 letters sends each to the SMTP server exactly once."""
-    async with KafkaPublisher(kafka_settings) as publisher:
-        async with publisher.batch() as writer:
-            for row in range(1, 51):
-                await writer.put(make_letter(row))
+    async with KafkaPublisher(kafka_settings) as publisher, publisher.batch() as writer:
+        for row in range(1, 51):
+            await writer.put(make_letter(row))
 
     stop = asyncio.Event()
     worker = asyncio.create_task(run_worker(kafka_settings, stop))
-    await wait_for_count(smtp, 50)
+    await smtp.arrival_of(50)
     stop.set()
     await asyncio.wait_for(worker, timeout=30)
 
     recipients = sorted(r.recipients[0] for r in smtp.received)
     assert recipients == sorted(f"candidate{row}@example.com" for row in range(1, 51))
-
-
-async def wait_for_count(smtp: SmtpSink, count: int, timeout_s: float = 60) -> None:
-    """Poll the SMTP server until it has accepted `count` messages."""
-    async with asyncio.timeout(timeout_s):
-        while len(smtp.received) < count:
-            await asyncio.sleep(0.1)

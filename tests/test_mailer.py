@@ -85,7 +85,9 @@ async def test_a_5xx_refusal_is_permanent_with_the_reply(
     assert len(smtp.received) == 1
 
 
-async def test_a_4xx_reply_is_retriable(smtp_settings: Settings, smtp: SmtpSink) -> None:
+async def test_a_4xx_reply_is_retriable(
+    smtp_settings: Settings, smtp: SmtpSink
+) -> None:
     """A 451 deferral is reported as worth trying again."""
     smtp.judge_with(lambda _address: "451 4.3.0 Try again later")
     mailer = SmtpMailer(smtp_settings)

@@ -20,8 +20,14 @@ import uvicorn
 from offerletters import logs
 from offerletters.api import create_app
 from offerletters.config import Settings
+from offerletters.delivery import Outcome
 from offerletters.embedded import running_embedded
-from offerletters.errors import OfferLettersError, RosterUnreadable
+from offerletters.errors import (
+    ConfigError,
+    OfferLettersError,
+    QueueUnavailable,
+    RosterUnreadable,
+)
 from offerletters.ingest import BatchReceipt, ingest
 from offerletters.letters import LetterTemplates
 from offerletters.preview import Discard, FolderPublisher
@@ -52,9 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RosterRejected as exc:
         _print_row_errors(exc.errors)
         return EXIT_REJECTED
+    except (ConfigError, QueueUnavailable) as exc:
+        print(f"offerletters: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except OfferLettersError as exc:
         print(f"offerletters: {exc}", file=sys.stderr)
-        return EXIT_CONFIG if exc.retriable else EXIT_REJECTED
+        return EXIT_REJECTED
     return code
 
 
@@ -138,7 +147,10 @@ async def _send_embedded(
         _print_receipt(receipt)
         await run.queue.drained()
 
-    sent, failed = run.delivery.counts["sent"], run.delivery.counts["failed"]
+    sent, failed = (
+        run.delivery.counts[Outcome.SENT],
+        run.delivery.counts[Outcome.FAILED],
+    )
     print(f"delivered {sent}, failed {failed}: {run.where}")
     return EXIT_UNDELIVERED if failed else EXIT_OK
 

@@ -63,7 +63,7 @@ async def ingest(
     settings: Settings,
     options: RosterOptions | None = None,
 ) -> BatchReceipt:
-    """Validate, render and publish a roster, or raise RosterRejected with all errors."""
+    """Validate, render and publish a roster; or raise RosterRejected, listing all."""
     if len(data) > settings.max_upload_bytes:
         raise RosterTooLarge("bytes", settings.max_upload_bytes)
 

@@ -13,7 +13,7 @@ import asyncio
 import structlog
 
 from offerletters.config import Settings
-from offerletters.delivery import Delivery
+from offerletters.delivery import Delivery, Outcome
 from offerletters.errors import ConfigError
 from offerletters.mailer import make_mailer
 from offerletters.queue.kafka import KafkaSource, ensure_topic
@@ -57,8 +57,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         await mailer.stop()
         log.info(
             "worker_stopped",
-            sent=delivery.counts["sent"],
-            failed=delivery.counts["failed"],
+            sent=delivery.counts[Outcome.SENT],
+            failed=delivery.counts[Outcome.FAILED],
         )
 
 

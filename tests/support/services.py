@@ -1,4 +1,4 @@
-"""offerletters itself as subprocesses: API and workers started the way README starts them."""
+"""offerletters as subprocesses: API and workers started the way README starts them."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The process environment carrying these settings as OFFERLETTERS_* variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OFFERLETTERS_")}
     for name, value in settings.model_dump(exclude_none=True).items():
-        shown = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        shown = (
+            value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        )
         env[f"OFFERLETTERS_{name.upper()}"] = str(shown)
     env.update(extra)
     env["PYTHONUNBUFFERED"] = "1"
@@ -70,9 +72,7 @@ class Service:
             self.process.wait()
 
 
-def start(
-    name: str, args: list[str], env: dict[str, str], log_dir: Path
-) -> Service:
+def start(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Service:
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -88,7 +88,9 @@ def wait_until_healthy(service: Service, url: str, timeout_s: float = 60) -> Non
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if service.process.poll() is not None:
-            raise RuntimeError(f"{service.name} exited:\n{service.log_path.read_text()}")
+            raise RuntimeError(
+                f"{service.name} exited:\n{service.log_path.read_text()}"
+            )
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return

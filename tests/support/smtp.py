@@ -55,9 +55,9 @@ class _Recorder:
     received: list[Received] = field(default_factory=list)
     attempts: Counter[str] = field(default_factory=Counter)
     connections: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Condition = field(default_factory=threading.Condition)
 
-    async def handle_RCPT(  # noqa: N802  # aiosmtpd's hook name
+    async def handle_RCPT(  # aiosmtpd's hook name
         self,
         server: SMTP,
         session: Session,
@@ -75,7 +75,7 @@ class _Recorder:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(  # noqa: N802  # aiosmtpd's hook name
+    async def handle_DATA(  # aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
         content = envelope.original_content or b""
@@ -83,6 +83,7 @@ class _Recorder:
             self.received.append(
                 Received(str(envelope.mail_from), list(envelope.rcpt_tos), content)
             )
+            self.lock.notify_all()
         return "250 Message accepted for delivery"
 
 
@@ -106,6 +107,22 @@ class SmtpSink:
     def received(self) -> list[Received]:
         with self.recorder.lock:
             return list(self.recorder.received)
+
+    def wait_for(self, count: int, timeout_s: float = 60) -> list[Received]:
+        """Block until `count` messages were accepted; TimeoutError otherwise."""
+        with self.recorder.lock:
+            arrived = self.recorder.lock.wait_for(
+                lambda: len(self.recorder.received) >= count, timeout=timeout_s
+            )
+            if not arrived:
+                raise TimeoutError(
+                    f"{len(self.recorder.received)} of {count} messages arrived"
+                )
+            return list(self.recorder.received)
+
+    async def arrival_of(self, count: int, timeout_s: float = 60) -> list[Received]:
+        """`wait_for` without blocking the event loop."""
+        return await asyncio.to_thread(self.wait_for, count, timeout_s)
 
     def refuse(self, address: str, reply: str = "550 5.1.1 No such user") -> None:
         self.recorder.refuse[address.lower()] = reply

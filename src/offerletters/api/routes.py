@@ -6,18 +6,33 @@ import asyncio
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Request, UploadFile, status
+from fastapi import APIRouter, File, Query, Request, UploadFile, status
 
 from offerletters.api.schemas import (
     BatchAccepted,
     Health,
+    LetterOut,
+    PreviewOut,
     Problem,
     RosterRejectedOut,
 )
 from offerletters.errors import RosterTooLarge, RosterUnreadable
 from offerletters.ingest import ingest
+from offerletters.preview import Collect
 
 router = APIRouter()
+
+# What a roster upload can be answered with besides success.
+ROSTER_PROBLEMS: dict[int | str, dict[str, object]] = {
+    400: {"model": Problem, "description": "The file is not a readable roster."},
+    413: {"model": Problem, "description": "The roster is over a size limit."},
+    422: {"model": RosterRejectedOut, "description": "Row errors; nothing queued."},
+}
+
+RosterFile = Annotated[
+    UploadFile | None,
+    File(description="The roster: xlsx, xlsm, xlsb, xls, ods or csv."),
+]
 
 
 @router.post(
@@ -25,23 +40,12 @@ router = APIRouter()
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchAccepted,
     responses={
-        400: {"model": Problem, "description": "The file is not a readable roster."},
-        413: {"model": Problem, "description": "The roster is over a size limit."},
-        422: {
-            "model": RosterRejectedOut,
-            "description": "Row errors; nothing was queued.",
-        },
+        **ROSTER_PROBLEMS,
         503: {"model": Problem, "description": "The queue cannot be reached."},
     },
     summary="Queue one offer letter per candidate in a roster",
 )
-async def send_emails(
-    request: Request,
-    file: Annotated[
-        UploadFile | None,
-        File(description="The roster: xlsx, xlsm, xlsb, xls, ods or csv."),
-    ] = None,
-) -> BatchAccepted:
+async def send_emails(request: Request, file: RosterFile = None) -> BatchAccepted:
     """Validate the roster, render every letter and queue them all, or none.
 
     Without a `file` field, the roster at OFFERLETTERS_ROSTER_PATH is used.
@@ -61,6 +65,38 @@ async def send_emails(
         letters=receipt.letters,
         sheet=receipt.sheet,
         notes=receipt.notes,
+    )
+
+
+@router.post(
+    "/preview",
+    response_model=PreviewOut,
+    responses=ROSTER_PROBLEMS,
+    summary="Validate a roster and show its letters without sending anything",
+)
+async def preview(
+    request: Request,
+    file: RosterFile = None,
+    limit: Annotated[int, Query(ge=0, le=1000)] = 20,
+) -> PreviewOut:
+    """Run the same checks and rendering as /send-emails; queue nothing."""
+    services = request.app.state.services
+    settings = services.settings
+    data = await _roster_bytes(file, settings.roster_path, settings.max_upload_bytes)
+
+    shown = Collect(limit)
+    receipt = await ingest(
+        data, publisher=shown, templates=services.templates, settings=settings
+    )
+    return PreviewOut(
+        batch_id=receipt.batch_id,
+        letters=receipt.letters,
+        sheet=receipt.sheet,
+        notes=receipt.notes,
+        preview=[
+            LetterOut.model_validate(letter, from_attributes=True)
+            for letter in shown.letters
+        ],
     )
 
 

@@ -17,6 +17,27 @@ class BatchAccepted(BaseModel):
     )
 
 
+class LetterOut(BaseModel):
+    """One rendered letter, exactly as it would be sent."""
+
+    row: int
+    recipient: str
+    recipient_name: str
+    subject: str
+    text: str
+    html: str
+
+
+class PreviewOut(BaseModel):
+    """The roster is valid; here are its first letters. Nothing was queued."""
+
+    batch_id: str
+    letters: int = Field(description="How many letters the roster would send.")
+    sheet: str
+    notes: list[str] = Field(default_factory=list)
+    preview: list[LetterOut] = Field(description="The first `limit` letters.")
+
+
 class RowErrorOut(BaseModel):
     """Why one roster row (or the header, or a template) cannot be used."""
 

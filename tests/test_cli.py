@@ -1,0 +1,177 @@
+"""The command line as a user runs it: send, validate and preview, in subprocesses."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import subprocess
+import sys
+from pathlib import Path
+
+from offerletters.config import Settings
+from tests import rosters
+from tests.conftest import REPO, MakeSettings
+from tests.rosters import Sheet, candidate, roster
+from tests.support.services import settings_env
+from tests.support.smtp import SmtpSink
+
+SAMPLE = REPO / "samples" / "email_list.xlsx"
+
+
+def run(
+    args: list[str], settings: Settings, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "offerletters", *args],
+        env=settings_env(settings),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def write_roster(path: Path, *rows: list[rosters.Value]) -> Path:
+    path.write_bytes(rosters.xlsx(Sheet("Roster", roster(*rows))))
+    return path
+
+
+def test_send_without_kafka_or_smtp_fills_the_outbox(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """The sample roster becomes one personalised .eml per candidate in the outbox."""
+    settings = make_settings()
+
+    result = run(["send", str(SAMPLE)], settings, tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    files = sorted(settings.outbox_dir.glob("*.eml"))
+    messages = [
+        email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
+        for f in files
+    ]
+    recipients = [m["To"].addresses[0].addr_spec for m in messages]
+    assert len(files) >= 5
+    assert len(set(recipients)) == len(files)
+    assert f"delivered {len(files)}, failed 0" in result.stdout
+    assert "embedded_mode" in result.stderr
+
+
+def test_send_delivers_to_a_configured_smtp_server(
+    smtp_settings: Settings, smtp: SmtpSink, tmp_path: Path
+) -> None:
+    """With an SMTP host set, `send` delivers there and writes no outbox."""
+    path = write_roster(
+        tmp_path / "r.xlsx", candidate(), candidate("Ana", "ana@example.com")
+    )
+
+    result = run(["send", str(path)], smtp_settings, tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(r.recipients[0] for r in smtp.received) == [
+        "ana@example.com",
+        "zoe.muller@example.com",
+    ]
+    assert not smtp_settings.outbox_dir.exists()
+
+
+def test_send_of_a_rejected_roster_lists_errors_and_sends_nothing(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """A bad row makes `send` exit 1, name the row and column, and leave no letter."""
+    settings = make_settings()
+    path = write_roster(tmp_path / "r.xlsx", candidate(), candidate(email="nobody@"))
+
+    result = run(["send", str(path)], settings, tmp_path)
+
+    assert result.returncode == 1
+    assert "row 3, Email" in result.stdout
+    assert not list(settings.outbox_dir.glob("*.eml"))
+
+
+def test_validate_reports_every_problem_and_exits_nonzero(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """`validate` lists each broken row and exits 1; a clean roster exits 0."""
+    broken = write_roster(
+        tmp_path / "broken.xlsx",
+        candidate(email="x@"),
+        candidate(amount="lots"),
+        candidate(start="someday"),
+    )
+    clean = write_roster(tmp_path / "clean.xlsx", candidate())
+
+    bad = run(["validate", str(broken)], make_settings(), tmp_path)
+    good = run(["validate", str(clean)], make_settings(), tmp_path)
+
+    assert bad.returncode == 1
+    assert "row 2, Email" in bad.stdout
+    assert "row 3, Offer Amount" in bad.stdout
+    assert "row 4, Start Date" in bad.stdout
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "1 letter(s)" in good.stdout
+
+
+def test_preview_writes_eml_and_html_and_sends_nothing(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """`preview --out DIR` writes each letter twice over and delivers none."""
+    settings = make_settings()
+    path = write_roster(
+        tmp_path / "r.xlsx", candidate(), candidate("Ana", "ana@example.com")
+    )
+
+    result = run(["preview", str(path), "--out", "seen"], settings, tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert len(list((tmp_path / "seen").glob("*.eml"))) == 2
+    html = sorted((tmp_path / "seen").glob("*.html"))
+    assert len(html) == 2
+    assert "$120,000" in html[0].read_text(encoding="utf-8")
+    assert not settings.outbox_dir.exists()
+
+
+def test_an_unreadable_file_is_one_clear_line_not_a_traceback(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """A file that is no spreadsheet ends with a one-line reason and exit 1."""
+    path = tmp_path / "notes.xlsx"
+    path.write_bytes(b"\x00\x01\x02 definitely not a spreadsheet \xff\xfe")
+
+    result = run(["send", str(path)], make_settings(), tmp_path)
+
+    assert result.returncode == 1
+    assert "could not read this file as a spreadsheet" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_worker_refuses_to_start_without_kafka(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """`worker` with no Kafka configured exits 2 and says what to set."""
+    result = run(["worker"], make_settings(), tmp_path)
+
+    assert result.returncode == 2
+    assert "OFFERLETTERS_KAFKA_BOOTSTRAP_SERVERS" in result.stderr
+
+
+def test_unusable_settings_name_the_variable(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """A sender that is no address stops start-up with the variable's name."""
+    settings = make_settings()
+    env = settings_env(settings, OFFERLETTERS_SENDER="Acme Talent")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "offerletters", "send", str(SAMPLE)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert "OFFERLETTERS_SENDER" in result.stderr
