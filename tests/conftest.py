@@ -71,4 +71,3 @@ def kafka_settings(
         smtp_host=smtp.host,
         smtp_port=smtp.port,
     )
-
