@@ -34,12 +34,6 @@ log = structlog.get_logger(__name__)
 # hand-off cheap, small enough to keep the event loop responsive.
 ROWS_PER_CHUNK = 500
 
-# The template variables every roster provides, whatever its extra columns.
-CORE_VARIABLES = frozenset(
-    {"name", "email", "role", "offer_amount", "start_date", "location", "currency"}
-)
-
-
 @dataclass(frozen=True, slots=True)
 class BatchReceipt:
     """What ingest tells the uploader: which batch, how many letters, any notes."""
@@ -69,7 +63,7 @@ async def ingest(
 
     options = options or RosterOptions(max_rows=settings.max_rows)
     roster = await asyncio.to_thread(open_roster, data, options)
-    templates.check(CORE_VARIABLES | roster.extra_columns.keys())
+    templates.check(roster.extra_columns.keys())
     batch_id = batch_id_for(data)
 
     rendered = _render(roster.rows(), templates, batch_id, settings)

@@ -7,14 +7,14 @@ a handler and acknowledges them only after the handler has returned.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from offerletters.letters import Letter
 
 # Delivers a group of letters and returns once each has an outcome.
-Handler = Callable[[Sequence[Letter]], Awaitable[None]]
+Handler = Callable[[Sequence[Letter]], Coroutine[Any, Any, None]]
 
 
 class BatchWriter(Protocol):

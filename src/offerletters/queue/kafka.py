@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from offerletters.config import Settings
 from offerletters.errors import QueueUnavailable
 from offerletters.letters import Letter
 from offerletters.queue import Handler
+from offerletters.queue.offsets import OffsetTracker, Ticket
 
 log = structlog.get_logger(__name__)
 
@@ -36,8 +38,8 @@ MAX_BATCH_BYTES = 512 * 1024
 
 # How long one fetch waits for letters before the loop checks for a stop.
 FETCH_TIMEOUT_MS = 500
-# Letters taken per fetch; enough to keep every SMTP connection busy.
-MAX_FETCH_RECORDS = 256
+# Finished offsets are committed this often, and whenever partitions move.
+COMMIT_INTERVAL_S = 1.0
 
 
 async def ensure_topic(settings: Settings) -> None:
@@ -153,19 +155,27 @@ class _TransactionWriter:
 
 
 class KafkaSource:
-    """One member of the workers' consumer group, handing letters to a handler."""
+    """One member of the workers' consumer group, handing letters to a handler.
+
+    Each fetched group of records from one partition is handled as its own
+    task, so a letter waiting on a retry never holds up the letters behind
+    it; at most `capacity` letters are in hand at once. Offsets are committed
+    as groups finish, never past a group that is still open.
+    """
 
     def __init__(self, settings: Settings, *, name: str = "consumer") -> None:
         self._settings = settings
         self._name = name
-        # Held while a fetched group of letters is being handled and committed,
-        # so a rebalance waits for it instead of handing the letters to another
-        # worker half-done.
-        self._handling = asyncio.Lock()
+        self._capacity = settings.worker_concurrency
+        self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._groups: set[asyncio.Task[None]] = set()
+        self._in_hand = 0
+        self._room = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._failure: BaseException | None = None
 
     async def consume(self, handle: Handler) -> None:
-        """Fetch, handle, commit; until `stop()`; then leave the group."""
+        """Fetch and hand out letters until `stop()`; then finish, commit, leave."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap_servers,
             group_id=self._settings.kafka_consumer_group,
@@ -174,46 +184,117 @@ class KafkaSource:
             auto_offset_reset="earliest",
             # Never see letters of a batch that was withdrawn or is unfinished.
             isolation_level="read_committed",
+            # A rebalance waits for our open letters; give it the grace period.
+            rebalance_timeout_ms=int(self._settings.shutdown_grace_s * 1000) + 10_000,
         )
         consumer.subscribe(
-            [self._settings.kafka_topic], listener=_SettleOnRevoke(self._handling)
+            [self._settings.kafka_topic], listener=_SettleOnRevoke(self, consumer)
         )
         try:
             await consumer.start()
-            while not self._stopping.is_set():
-                fetched = await consumer.getmany(
-                    timeout_ms=FETCH_TIMEOUT_MS, max_records=MAX_FETCH_RECORDS
-                )
-                if fetched:
-                    async with self._handling:
-                        await self._handle_and_commit(consumer, fetched, handle)
+            await self._fetch_until_stopped(consumer, handle)
+            await self._wait_for_groups()
+            if self._failure is not None:
+                raise self._failure
         except KafkaError as exc:
             raise _unavailable(self._settings, exc) from exc
         finally:
+            for group in self._groups:
+                group.cancel()
+            await self._commit(consumer)
             await consumer.stop()
 
     def stop(self) -> None:
         self._stopping.set()
+        self._room.set()
 
-    async def _handle_and_commit(
-        self,
-        consumer: AIOKafkaConsumer,
-        fetched: dict[TopicPartition, list[Any]],
-        handle: Handler,
+    async def _fetch_until_stopped(
+        self, consumer: AIOKafkaConsumer, handle: Handler
     ) -> None:
-        letters = [
-            letter
-            for records in fetched.values()
-            for record in records
-            if (letter := self._decode(record)) is not None
-        ]
-        await handle(letters)
+        last_commit = time.monotonic()
+        while not self._stopping.is_set():
+            fetched = await self._fetch(consumer)
+            for tp, records in fetched.items():
+                self._hand_out(tp, records, handle)
 
-        # Shielded: a shutdown that cancels us must not lose the commit of
-        # letters that were already delivered.
-        offsets = {tp: records[-1].offset + 1 for tp, records in fetched.items()}
-        await asyncio.shield(consumer.commit(offsets))
-        log.debug("offsets_committed", consumer=self._name, letters=len(letters))
+            if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
+                await self._commit(consumer)
+                last_commit = time.monotonic()
+
+    async def _fetch(
+        self, consumer: AIOKafkaConsumer
+    ) -> dict[TopicPartition, list[Any]]:
+        """Fetch up to the free room; when full, keep polling but take nothing."""
+        room = self._capacity - self._in_hand
+        if room > 0:
+            consumer.resume(*consumer.paused())
+            fetched: dict[TopicPartition, list[Any]] = await consumer.getmany(
+                timeout_ms=FETCH_TIMEOUT_MS, max_records=room
+            )
+            return fetched
+
+        # Polling while full keeps this member in the group however slow the
+        # SMTP server is; paused partitions return nothing.
+        consumer.pause(*consumer.assignment())
+        await consumer.getmany(timeout_ms=0)
+        self._room.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._room.wait(), FETCH_TIMEOUT_MS / 1000)
+        return {}
+
+    def _hand_out(
+        self, tp: TopicPartition, records: list[Any], handle: Handler
+    ) -> None:
+        ticket = self._tracker.add(tp, records[-1].offset + 1)
+        letters = [letter for r in records if (letter := self._decode(r)) is not None]
+        self._in_hand += len(records)
+
+        group = asyncio.create_task(handle(letters))
+        self._groups.add(group)
+        group.add_done_callback(
+            lambda done: self._group_done(done, ticket, len(records))
+        )
+
+    def _group_done(
+        self, group: asyncio.Task[None], ticket: Ticket[TopicPartition], size: int
+    ) -> None:
+        self._groups.discard(group)
+        self._in_hand -= size
+        self._room.set()
+        if group.cancelled():
+            return
+        if exc := group.exception():
+            # The group's offsets stay uncommitted, so its letters come back;
+            # the worker stops rather than skip them.
+            log.error("letter_group_failed", error=repr(exc))
+            self._failure = exc
+            self._stopping.set()
+            return
+
+        self._tracker.finish(ticket)
+
+    async def settle(
+        self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
+    ) -> None:
+        """Finish and commit the letters of partitions about to move elsewhere."""
+        await self._wait_for_groups(partitions)
+        await self._commit(consumer)
+        self._tracker.forget(partitions)
+
+    async def _wait_for_groups(
+        self, partitions: Sequence[TopicPartition] | None = None
+    ) -> None:
+        """Wait until no group of these partitions (or of any) is open."""
+        while self._tracker.unfinished(partitions):
+            self._room.clear()
+            await self._room.wait()
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit finished offsets; shielded, as delivered letters depend on it."""
+        offsets = self._tracker.take_committable()
+        if offsets:
+            await asyncio.shield(consumer.commit(offsets))
+            log.debug("offsets_committed", consumer=self._name, partitions=len(offsets))
 
     def _decode(self, record: Any) -> Letter | None:
         """The letter in a record; a record that is not one is logged and passed."""
@@ -230,14 +311,17 @@ class KafkaSource:
 
 
 class _SettleOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
-    """Before partitions move to another worker, finish and commit what we hold."""
+    """Before partitions move to another worker, finish and commit their letters."""
 
-    def __init__(self, handling: asyncio.Lock) -> None:
-        self._handling = handling
+    def __init__(self, source: KafkaSource, consumer: AIOKafkaConsumer) -> None:
+        self._source = source
+        self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        async with self._handling:
-            log.info("partitions_revoked", partitions=len(revoked))
+        await self._source.settle(self._consumer, revoked)
+        log.info(
+            "partitions_revoked", partitions=sorted(tp.partition for tp in revoked)
+        )
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         log.info(
