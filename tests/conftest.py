@@ -40,6 +40,7 @@ def make_settings(tmp_path: Path) -> MakeSettings:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "outbox_dir": tmp_path / "outbox",
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}",
             "templates_dir": REPO / "templates",
             "sender": SENDER,
             "log_level": "WARNING",

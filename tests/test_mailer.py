@@ -13,7 +13,7 @@ from offerletters.errors import DeliveryFailed
 from offerletters.letters import Letter, letter_id_for, message_id_for
 from offerletters.mailer import OutboxMailer, SmtpMailer
 from tests.conftest import MakeSettings
-from tests.support.smtp import SmtpSink
+from tests.support.smtp import SmtpSink, running_sink
 
 
 def make_letter(row: int, recipient: str | None = None) -> Letter:
@@ -129,3 +129,34 @@ async def test_the_outbox_holds_one_parseable_eml_per_letter(
     assert message["Message-ID"] == letter.message_id
     assert message["To"] == "Candidate 7 <candidate7@example.com>"
     assert list(settings.outbox_dir.iterdir()) == [path]
+
+
+async def test_an_international_address_goes_out_with_smtputf8(
+    smtp_settings: Settings, smtp: SmtpSink
+) -> None:
+    """A mailbox like josé@ is delivered when the server offers SMTPUTF8."""
+    mailer = SmtpMailer(smtp_settings)
+
+    await mailer.send(make_letter(1, "josé@example.com"))
+    await mailer.stop()
+
+    assert smtp.received[0].recipients == ["josé@example.com"]
+    assert "josé@example.com".encode() in smtp.received[0].raw
+
+
+async def test_an_international_address_without_smtputf8_fails_clearly(
+    make_settings: MakeSettings,
+) -> None:
+    """Without SMTPUTF8 on the server, that letter fails for good and says why."""
+    with running_sink(smtputf8=False) as plain:
+        settings = make_settings(smtp_host=plain.host, smtp_port=plain.port)
+        mailer = SmtpMailer(settings)
+
+        with pytest.raises(DeliveryFailed) as refused:
+            await mailer.send(make_letter(1, "josé@example.com"))
+        await mailer.send(make_letter(2))
+        await mailer.stop()
+
+        assert not refused.value.retriable
+        assert "SMTPUTF8" in refused.value.reply
+        assert len(plain.received) == 1

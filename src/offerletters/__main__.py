@@ -1,4 +1,4 @@
-"""The command line: `offerletters api | worker | send | validate | preview`.
+"""The command line: `offerletters api | worker | send | status | validate | preview`.
 
 Each command builds Settings and logging here, at the entrypoint, and passes
 them down. Reports for people go to stdout; structured logs go to stderr.
@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import signal
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +21,6 @@ import uvicorn
 from offerletters import logs
 from offerletters.api import create_app
 from offerletters.config import Settings
-from offerletters.delivery import Outcome
 from offerletters.embedded import running_embedded
 from offerletters.errors import (
     ConfigError,
@@ -28,9 +28,11 @@ from offerletters.errors import (
     QueueUnavailable,
     RosterUnreadable,
 )
-from offerletters.ingest import BatchReceipt, ingest
+from offerletters.ingest import BatchReceipt, batch_id_for, ingest
+from offerletters.ledger import Ledger, LetterState
 from offerletters.letters import LetterTemplates
 from offerletters.preview import Discard, FolderPublisher
+from offerletters.progress import describe_progress, follow_batch
 from offerletters.queue.kafka import KafkaPublisher
 from offerletters.roster import RosterRejected, RowError
 from offerletters.worker import run_worker
@@ -84,7 +86,21 @@ def _parser() -> argparse.ArgumentParser:
 
     send = commands.add_parser("send", help="validate a roster and send its letters")
     send.add_argument("roster", type=Path)
+    send.add_argument(
+        "--wait",
+        action="store_true",
+        help="with Kafka: show progress until every letter has an outcome",
+    )
+    send.add_argument(
+        "--new-batch",
+        action="store_true",
+        help="send even if this roster was sent before",
+    )
     send.set_defaults(command=_send)
+
+    status = commands.add_parser("status", help="show how far a batch has come")
+    status.add_argument("batch")
+    status.set_defaults(command=_status)
 
     validate = commands.add_parser("validate", help="report every problem in a roster")
     validate.add_argument("roster", type=Path)
@@ -118,41 +134,89 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 def _send(args: argparse.Namespace, settings: Settings) -> int:
     """Send a roster: publish to Kafka, or deliver in-process when there is none."""
     data = _read_roster(args.roster, settings)
-    templates = _templates(settings)
-    if not settings.embedded:
-        receipt = asyncio.run(_publish(data, templates, settings))
-        _print_receipt(receipt)
-        print(f"queued on Kafka topic {settings.kafka_topic}; workers deliver them")
-        return EXIT_OK
+    batch_id = batch_id_for(data, key=uuid.uuid4().hex) if args.new_batch else None
+    if settings.embedded:
+        return asyncio.run(_send_embedded(data, batch_id, settings))
 
-    return asyncio.run(_send_embedded(data, templates, settings))
+    return asyncio.run(_publish(data, batch_id, settings, wait=args.wait))
 
 
 async def _publish(
-    data: bytes, templates: LetterTemplates, settings: Settings
-) -> BatchReceipt:
-    async with KafkaPublisher(settings) as publisher:
-        return await ingest(
-            data, publisher=publisher, templates=templates, settings=settings
-        )
-
-
-async def _send_embedded(
-    data: bytes, templates: LetterTemplates, settings: Settings
+    data: bytes, batch_id: str | None, settings: Settings, *, wait: bool
 ) -> int:
-    async with running_embedded(settings) as run:
+    async with Ledger(settings.database_url) as ledger:
+        await ledger.migrate()
+        async with KafkaPublisher(settings) as publisher:
+            receipt = await ingest(
+                data,
+                publisher=publisher,
+                templates=_templates(settings),
+                settings=settings,
+                ledger=ledger,
+                batch_id=batch_id,
+            )
+        _print_receipt(receipt)
+        print(f"queued on Kafka topic {settings.kafka_topic}; workers deliver them")
+        if not wait:
+            return EXIT_OK
+
+        progress = await follow_batch(ledger, receipt.batch_id)
+    return EXIT_UNDELIVERED if progress[LetterState.FAILED] else EXIT_OK
+
+
+async def _send_embedded(data: bytes, batch_id: str | None, settings: Settings) -> int:
+    async with (
+        Ledger(settings.database_url) as ledger,
+        running_embedded(settings, ledger) as run,
+    ):
+        await ledger.migrate()
         receipt = await ingest(
-            data, publisher=run.queue, templates=templates, settings=settings
+            data,
+            publisher=run.queue,
+            templates=_templates(settings),
+            settings=settings,
+            ledger=ledger,
+            batch_id=batch_id,
         )
         _print_receipt(receipt)
         await run.queue.drained()
 
     sent, failed = (
-        run.delivery.counts[Outcome.SENT],
-        run.delivery.counts[Outcome.FAILED],
+        run.courier.counts[LetterState.SENT],
+        run.courier.counts[LetterState.FAILED],
     )
     print(f"delivered {sent}, failed {failed}: {run.where}")
     return EXIT_UNDELIVERED if failed else EXIT_OK
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a batch's progress and its failed letters with the server's reply."""
+    return asyncio.run(_print_status(args.batch, settings))
+
+
+async def _print_status(batch_id: str, settings: Settings) -> int:
+    async with Ledger(settings.database_url) as ledger:
+        await ledger.migrate()
+        batch = await ledger.find_batch(batch_id)
+        if batch is None:
+            print(
+                f"offerletters: no batch {batch_id} in {ledger.where}", file=sys.stderr
+            )
+            return EXIT_REJECTED
+
+        progress = await ledger.batch_progress(batch_id)
+        failed = await ledger.letters_in(
+            batch_id, LetterState.FAILED, limit=50, offset=0
+        )
+
+    print(f"batch {batch_id}: {describe_progress(progress)}")
+    if not batch.published:
+        print("  queueing never finished: upload the roster again to resume")
+    for letter in failed:
+        print(
+            f"  failed: row {letter.row} {letter.recipient_masked}: {letter.last_reply}"
+        )
+    return EXIT_UNDELIVERED if progress[LetterState.FAILED] else EXIT_OK
 
 
 def _validate(args: argparse.Namespace, settings: Settings) -> int:
@@ -197,6 +261,13 @@ def _templates(settings: Settings) -> LetterTemplates:
 
 
 def _print_receipt(receipt: BatchReceipt) -> None:
+    if receipt.duplicate:
+        print(
+            f"batch {receipt.batch_id} was sent before ({receipt.letters} letters):"
+            " nothing sent again; use --new-batch to send it anew"
+        )
+        return
+
     print(
         f"batch {receipt.batch_id}: {receipt.letters} letter(s)"
         f" from sheet {receipt.sheet!r}"

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(default=12, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
     kafka_consumer_group: str = "offerletters-workers"
+    # Letters that failed for good; unset means the topic name plus ".dead".
+    kafka_dead_letter_topic: str | None = None
+
+    # The ledger. SQLite suits one host; use PostgreSQL when workers run on
+    # several machines (postgresql+asyncpg://user:password@host/db).
+    database_url: str = "sqlite+aiosqlite:///offerletters.db"
 
     # SMTP. No host means letters are written as .eml files to the outbox.
     smtp_host: str | None = None
@@ -94,6 +100,11 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when no Kafka is configured and the queue lives in-process."""
         return not self.kafka_bootstrap_servers
+
+    @property
+    def dead_letter_topic(self) -> str:
+        """Where letters that failed for good are kept for a later retry."""
+        return self.kafka_dead_letter_topic or f"{self.kafka_topic}.dead"
 
     @property
     def smtp_port_or_default(self) -> int:

@@ -1,7 +1,7 @@
-"""Delivery: one letter's way through the mailer, with retries, to an outcome.
+"""Delivery: one letter's way through the mailer, with retries, to a recorded outcome.
 
-Shared by the Kafka worker and the embedded mode, so both retry, log and count
-in exactly the same way.
+Shared by the Kafka worker and the embedded mode, so both skip letters already
+sent, retry, dead-letter, log and record in exactly the same way.
 """
 
 from __future__ import annotations
@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Sequence
-from enum import StrEnum
+from collections.abc import Callable, Sequence
 
 import structlog
 
 from offerletters.errors import DeliveryFailed
+from offerletters.ledger import Ledger, LetterOutcome, LetterState
 from offerletters.letters import Letter
 from offerletters.logs import mask_email
 from offerletters.mailer import Mailer
+from offerletters.outcomes import OutcomeBook
+from offerletters.queue import DeadLetterKeeper
 
 log = structlog.get_logger(__name__)
 
@@ -27,51 +29,46 @@ FIRST_RETRY_DELAY_S = 0.5
 MAX_RETRY_DELAY_S = 30.0
 
 
-class Outcome(StrEnum):
-    """What became of a letter."""
-
-    SENT = "sent"
-    FAILED = "failed"
-
-
 class Delivery:
-    """Delivers letters through a mailer and keeps count of the outcomes."""
+    """Tries one letter until it is sent, refused for good, or out of attempts."""
 
-    def __init__(self, mailer: Mailer, *, max_attempts: int) -> None:
+    def __init__(
+        self,
+        mailer: Mailer,
+        *,
+        max_attempts: int,
+        on_retry: Callable[[LetterOutcome], None] | None = None,
+    ) -> None:
         self._mailer = mailer
         self._max_attempts = max_attempts
-        self.counts: Counter[Outcome] = Counter()
+        self._on_retry = on_retry
 
-    async def deliver_all(self, letters: Sequence[Letter]) -> None:
-        """Deliver letters concurrently; return when each one has an outcome."""
-        await asyncio.gather(*(self.deliver(letter) for letter in letters))
-
-    async def deliver(self, letter: Letter) -> Outcome:
-        """Try one letter until it is sent, refused for good, or out of attempts."""
+    async def deliver(self, letter: Letter) -> LetterOutcome:
         with structlog.contextvars.bound_contextvars(
             letter_id=letter.letter_id, batch_id=letter.batch_id
         ):
-            for attempt in range(1, self._max_attempts + 1):
+            attempt = 1
+            while True:
                 try:
-                    await self._mailer.send(letter)
+                    reply = await self._mailer.send(letter)
                 except DeliveryFailed as exc:
                     if not exc.retriable or attempt == self._max_attempts:
-                        return self._record_failure(letter, exc, attempt)
+                        return self._failed(letter, exc, attempt)
 
-                    await self._wait_before_retry(exc, attempt)
+                    await self._wait_before_retry(letter, exc, attempt)
+                    attempt += 1
                     continue
 
                 log.info(
                     "letter_sent", to=mask_email(letter.recipient), attempt=attempt
                 )
-                self.counts[Outcome.SENT] += 1
-                return Outcome.SENT
+                return LetterOutcome.of(
+                    letter, LetterState.SENT, attempts=attempt, reply=reply
+                )
 
-        raise AssertionError("unreachable: the last attempt always returns")
-
-    def _record_failure(
+    def _failed(
         self, letter: Letter, exc: DeliveryFailed, attempt: int
-    ) -> Outcome:
+    ) -> LetterOutcome:
         log.error(
             "letter_failed",
             to=mask_email(letter.recipient),
@@ -79,10 +76,13 @@ class Delivery:
             reply=exc.reply,
             retriable=exc.retriable,
         )
-        self.counts[Outcome.FAILED] += 1
-        return Outcome.FAILED
+        return LetterOutcome.of(
+            letter, LetterState.FAILED, attempts=attempt, reply=exc.reply
+        )
 
-    async def _wait_before_retry(self, exc: DeliveryFailed, attempt: int) -> None:
+    async def _wait_before_retry(
+        self, letter: Letter, exc: DeliveryFailed, attempt: int
+    ) -> None:
         ceiling = min(MAX_RETRY_DELAY_S, FIRST_RETRY_DELAY_S * 2 ** (attempt - 1))
         delay_s = random.uniform(ceiling / 2, ceiling)  # noqa: S311  # jitter, not crypto
         log.warning(
@@ -92,4 +92,53 @@ class Delivery:
             delay_s=round(delay_s, 2),
             reply=exc.reply,
         )
+        if self._on_retry is not None:
+            self._on_retry(
+                LetterOutcome.of(
+                    letter, LetterState.RETRYING, attempts=attempt, reply=exc.reply
+                )
+            )
         await asyncio.sleep(delay_s)
+
+
+class Courier:
+    """Handles a group of letters: skip the sent, deliver the rest, record it all.
+
+    It returns only once every letter of the group has its outcome in the
+    ledger (and, if failed for good, a copy with the dead letters), so the
+    queue may then acknowledge the group.
+    """
+
+    def __init__(
+        self,
+        mailer: Mailer,
+        ledger: Ledger,
+        book: OutcomeBook,
+        dead_letters: DeadLetterKeeper,
+        *,
+        max_attempts: int,
+    ) -> None:
+        self._ledger = ledger
+        self._book = book
+        self._dead_letters = dead_letters
+        self._delivery = Delivery(mailer, max_attempts=max_attempts, on_retry=book.note)
+        self.counts: Counter[LetterState] = Counter()
+
+    async def handle(self, letters: Sequence[Letter]) -> None:
+        sent_before = await self._ledger.sent_among([lt.letter_id for lt in letters])
+        for letter in letters:
+            if letter.letter_id in sent_before:
+                log.info("letter_already_sent", letter_id=letter.letter_id)
+        due = [lt for lt in letters if lt.letter_id not in sent_before]
+
+        outcomes = await asyncio.gather(*(self._delivery.deliver(lt) for lt in due))
+        failed = [
+            (letter, outcome)
+            for letter, outcome in zip(due, outcomes, strict=True)
+            if outcome.state is LetterState.FAILED
+        ]
+        if failed:
+            await self._dead_letters.keep(failed)
+        await self._book.record(outcomes)
+
+        self.counts.update(outcome.state for outcome in outcomes)

@@ -49,6 +49,16 @@ class QueueUnavailable(OfferLettersError):
     retriable = True
 
 
+class LedgerError(OfferLettersError):
+    """The ledger refused an operation; trying it again will not help."""
+
+
+class LedgerUnavailable(LedgerError):
+    """The ledger's database cannot be reached or is not migrated yet."""
+
+    retriable = True
+
+
 class DeliveryFailed(OfferLettersError):
     """The mailer could not deliver one letter.
 

@@ -9,17 +9,19 @@ to report every error at once, and the publisher withdraws the batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 
 import structlog
 
 from offerletters.config import Settings
-from offerletters.errors import RosterTooLarge
+from offerletters.errors import OfferLettersError, RosterTooLarge
+from offerletters.ledger import Ledger
 from offerletters.letters import Letter, LetterTemplates
-from offerletters.queue import Publisher
+from offerletters.queue import BatchWriter, Publisher
 from offerletters.roster import (
     Candidate,
     RosterOptions,
@@ -34,19 +36,24 @@ log = structlog.get_logger(__name__)
 # hand-off cheap, small enough to keep the event loop responsive.
 ROWS_PER_CHUNK = 500
 
+
 @dataclass(frozen=True, slots=True)
 class BatchReceipt:
     """What ingest tells the uploader: which batch, how many letters, any notes."""
 
     batch_id: str
     letters: int
-    sheet: str
+    sheet: str | None
     notes: list[str] = field(default_factory=list)
+    # True when this roster (or request) was seen before: nothing new was sent.
+    duplicate: bool = False
 
 
-def batch_id_for(roster: bytes) -> str:
-    """A batch is named by its roster's content, so a re-upload is recognisable."""
-    return hashlib.sha256(roster).hexdigest()[:32]
+def batch_id_for(roster: bytes, *, key: str | None = None) -> str:
+    """A batch is named by its roster's content, or by the caller's idempotency
+    key, so sending the same thing again is recognised and not sent twice."""
+    named = key.encode() if key is not None else roster
+    return hashlib.sha256(named).hexdigest()[:32]
 
 
 async def ingest(
@@ -55,16 +62,30 @@ async def ingest(
     publisher: Publisher,
     templates: LetterTemplates,
     settings: Settings,
+    ledger: Ledger | None = None,
+    batch_id: str | None = None,
     options: RosterOptions | None = None,
 ) -> BatchReceipt:
-    """Validate, render and publish a roster; or raise RosterRejected, listing all."""
+    """Validate, render and publish a roster; or raise RosterRejected, listing all.
+
+    With a ledger, the batch and its letters are recorded as they are
+    published, and a batch the ledger already holds as published is not
+    published again. `batch_id` defaults to one derived from the roster.
+    """
     if len(data) > settings.max_upload_bytes:
         raise RosterTooLarge("bytes", settings.max_upload_bytes)
+
+    batch_id = batch_id or batch_id_for(data)
+    if ledger is not None:
+        known = await ledger.find_batch(batch_id)
+        if known is not None and known.published:
+            log.info("batch_duplicate", batch_id=batch_id)
+            return BatchReceipt(batch_id, known.letters or 0, None, duplicate=True)
+        publisher = RecordingPublisher(publisher, ledger, batch_id, data)
 
     options = options or RosterOptions(max_rows=settings.max_rows)
     roster = await asyncio.to_thread(open_roster, data, options)
     templates.check(roster.extra_columns.keys())
-    batch_id = batch_id_for(data)
 
     rendered = _render(roster.rows(), templates, batch_id, settings)
     errors: list[RowError] = []
@@ -106,3 +127,60 @@ def _render(
         else:
             notes = tuple(f"row {row.row}: {note}" for note in row.notes)
             yield templates.render(row, batch_id=batch_id, sender=sender), notes
+
+
+class RecordingPublisher:
+    """Wraps a publisher so the ledger records the batch as it is published.
+
+    Queued rows are written as letters pass, before the queue commits; the
+    batch counts as published only after the queue committed; a batch that
+    fails is forgotten, so it can be sent again from scratch.
+    """
+
+    def __init__(
+        self, inner: Publisher, ledger: Ledger, batch_id: str, roster: bytes
+    ) -> None:
+        self._inner = inner
+        self._ledger = ledger
+        self._batch_id = batch_id
+        self._sha256 = hashlib.sha256(roster).hexdigest()
+
+    @contextlib.asynccontextmanager
+    async def batch(self) -> AsyncIterator[_RecordingWriter]:
+        await self._ledger.begin_batch(self._batch_id, self._sha256)
+        try:
+            async with self._inner.batch() as inner:
+                writer = _RecordingWriter(inner, self._ledger)
+                yield writer
+                await writer.flush()
+        except BaseException:
+            await asyncio.shield(self._forget())
+            raise
+
+        await self._ledger.mark_published(self._batch_id, letters=writer.count)
+
+    async def _forget(self) -> None:
+        try:
+            await self._ledger.forget_batch(self._batch_id)
+        except OfferLettersError as exc:
+            # Left as 'not published': the next upload of it starts over.
+            log.warning("batch_not_forgotten", batch_id=self._batch_id, error=str(exc))
+
+
+class _RecordingWriter:
+    def __init__(self, inner: BatchWriter, ledger: Ledger) -> None:
+        self._inner = inner
+        self._ledger = ledger
+        self._unrecorded: list[Letter] = []
+        self.count = 0
+
+    async def put(self, letter: Letter) -> None:
+        await self._inner.put(letter)
+        self._unrecorded.append(letter)
+        self.count += 1
+        if len(self._unrecorded) >= ROWS_PER_CHUNK:
+            await self.flush()
+
+    async def flush(self) -> None:
+        unrecorded, self._unrecorded = self._unrecorded, []
+        await self._ledger.add_letters(unrecorded)

@@ -112,6 +112,9 @@ class _HeaderClasses(HeaderRegistry):
 MESSAGE_POLICY = email.policy.SMTP.clone(
     cte_type="7bit", header_factory=_HeaderClasses()
 )
+# For an internationalised address (a non-ASCII mailbox): headers go as raw
+# UTF-8, which only a server offering SMTPUTF8 (RFC 6531) may be given.
+SMTPUTF8_POLICY = MESSAGE_POLICY.clone(utf8=True)
 
 # Any run of whitespace, including CR, LF and the Unicode line separators.
 _WHITESPACE = re.compile(r"\s+")
@@ -338,12 +341,11 @@ def build_message(
     if date is not None and date.tzinfo is None:
         raise ValueError("the Date header needs a timezone-aware datetime")
 
-    message = EmailMessage(policy=MESSAGE_POLICY)
+    international = not (letter.recipient.isascii() and sender.addr_spec.isascii())
+    message = EmailMessage(policy=SMTPUTF8_POLICY if international else MESSAGE_POLICY)
     try:
         message["From"] = sender
-        message["To"] = Address(
-            display_name=letter.recipient_name, addr_spec=letter.recipient
-        )
+        message["To"] = _recipient(letter)
         if reply_to:
             message["Reply-To"] = reply_to
         message["Subject"] = letter.subject
@@ -360,6 +362,18 @@ def build_message(
     message.set_content(letter.text)
     message.add_alternative(letter.html, subtype="html")
     return message
+
+
+def _recipient(letter: Letter) -> Address:
+    """The To address; a non-ASCII mailbox is built from its parts, since the
+    email package refuses to parse one even where SMTPUTF8 allows it."""
+    if letter.recipient.isascii():
+        return Address(display_name=letter.recipient_name, addr_spec=letter.recipient)
+
+    mailbox, _, domain = letter.recipient.rpartition("@")
+    if not mailbox or not domain or any(c.isspace() or c in '@<>"' for c in mailbox):
+        raise ValueError("not a mailbox")
+    return Address(display_name=letter.recipient_name, username=mailbox, domain=domain)
 
 
 def _parse_locale(locale: str) -> Locale:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from email.errors import MessageError
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
@@ -87,6 +88,13 @@ class SmtpMailer:
         except aiosmtplib.SMTPNotSupported as exc:
             raise DeliveryFailed(
                 f"the server cannot take this letter: {exc}", retriable=False
+            ) from exc
+        except (ValueError, MessageError) as exc:
+            # The message could not be put on the wire as it stands; sending
+            # it again would fail the same way.
+            raise DeliveryFailed(
+                f"the letter could not be encoded for SMTP ({type(exc).__name__})",
+                retriable=False,
             ) from exc
         except aiosmtplib.SMTPResponseException as exc:
             raise _classified(exc.code, exc.message) from exc

@@ -1,9 +1,10 @@
 """The worker: a pool of Kafka consumers that deliver letters until told to stop.
 
 One worker process runs several consumer tasks in the same consumer group and
-one shared mailer, so the SMTP connection pool bounds the whole process. When
-told to stop it stops fetching, finishes the letters it holds, commits their
-offsets and returns.
+shares one mailer, one ledger and one dead-letter publisher among them, so the
+SMTP connection pool bounds the whole process. When told to stop it stops
+fetching, finishes the letters it holds, records and commits them, and
+returns.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import asyncio
 import structlog
 
 from offerletters.config import Settings
-from offerletters.delivery import Delivery, Outcome
+from offerletters.delivery import Courier
 from offerletters.errors import ConfigError
+from offerletters.ledger import Ledger, LetterState
 from offerletters.mailer import make_mailer
-from offerletters.queue.kafka import KafkaSource, ensure_topic
+from offerletters.outcomes import OutcomeBook
+from offerletters.queue.kafka import KafkaDeadLetters, KafkaSource, ensure_topic
 
 log = structlog.get_logger(__name__)
 
@@ -31,9 +34,29 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         )
 
     await ensure_topic(settings)
-
     mailer = make_mailer(settings)
-    delivery = Delivery(mailer, max_attempts=settings.smtp_max_attempts)
+    try:
+        async with (
+            Ledger(settings.database_url) as ledger,
+            OutcomeBook(ledger) as book,
+            KafkaDeadLetters(settings) as dead_letters,
+        ):
+            await ledger.migrate()
+            courier = Courier(
+                mailer,
+                ledger,
+                book,
+                dead_letters,
+                max_attempts=settings.smtp_max_attempts,
+            )
+            await _consume(settings, courier, stop, where=mailer.where)
+    finally:
+        await mailer.stop()
+
+
+async def _consume(
+    settings: Settings, courier: Courier, stop: asyncio.Event, *, where: str
+) -> None:
     sources = [
         KafkaSource(settings, name=f"consumer-{n}")
         for n in range(settings.worker_consumers)
@@ -42,23 +65,20 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         "worker_started",
         topic=settings.kafka_topic,
         consumers=len(sources),
-        mailer=mailer.where,
+        mailer=where,
     )
 
-    tasks = {
-        asyncio.create_task(source.consume(delivery.deliver_all)) for source in sources
-    }
+    tasks = {asyncio.create_task(source.consume(courier.handle)) for source in sources}
     try:
         await _until_stopped_or_failed(stop, tasks)
     finally:
         for source in sources:
             source.stop()
         await _settle(tasks, grace_s=settings.shutdown_grace_s)
-        await mailer.stop()
         log.info(
             "worker_stopped",
-            sent=delivery.counts[Outcome.SENT],
-            failed=delivery.counts[Outcome.FAILED],
+            sent=courier.counts[LetterState.SENT],
+            failed=courier.counts[LetterState.FAILED],
         )
 
 

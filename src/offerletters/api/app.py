@@ -15,6 +15,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from offerletters.api import batches
 from offerletters.api.routes import router
 from offerletters.config import Settings
 from offerletters.embedded import running_embedded
@@ -25,9 +26,10 @@ from offerletters.errors import (
     RosterUnreadable,
     TemplateProblem,
 )
+from offerletters.ledger import Ledger, LedgerUnavailable
 from offerletters.letters import LetterTemplates
-from offerletters.queue import Publisher
-from offerletters.queue.kafka import KafkaPublisher
+from offerletters.queue import DeadLetterKeeper, Publisher
+from offerletters.queue.kafka import KafkaDeadLetters, KafkaPublisher
 from offerletters.roster import RosterRejected
 
 log = structlog.get_logger(__name__)
@@ -40,6 +42,8 @@ class Services:
     settings: Settings
     templates: LetterTemplates
     publisher: Publisher
+    ledger: Ledger
+    dead_letters: DeadLetterKeeper
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -50,6 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lambda app: _lifespan(app, settings),
     )
     app.include_router(router)
+    app.include_router(batches.router)
     app.add_exception_handler(OfferLettersError, _answer_error)  # type: ignore[arg-type]  # Starlette types handlers loosely
     return app
 
@@ -59,16 +64,24 @@ async def _lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     templates = LetterTemplates.load(
         settings.templates_dir, locale=settings.locale, currency=settings.currency
     )
-    if settings.embedded:
-        async with running_embedded(settings) as embedded:
-            app.state.services = Services(settings, templates, embedded.queue)
-            yield
-        return
+    async with Ledger(settings.database_url) as ledger:
+        await ledger.migrate()
+        if settings.embedded:
+            async with running_embedded(settings, ledger) as embedded:
+                queue = embedded.queue
+                app.state.services = Services(settings, templates, queue, ledger, queue)
+                yield
+            return
 
-    async with KafkaPublisher(settings) as publisher:
-        log.info("api_started", mode="kafka", topic=settings.kafka_topic)
-        app.state.services = Services(settings, templates, publisher)
-        yield
+        async with (
+            KafkaPublisher(settings) as publisher,
+            KafkaDeadLetters(settings) as dead_letters,
+        ):
+            log.info("api_started", mode="kafka", topic=settings.kafka_topic)
+            app.state.services = Services(
+                settings, templates, publisher, ledger, dead_letters
+            )
+            yield
 
 
 # Which status each of our errors answers with; anything else is a 500.
@@ -77,6 +90,7 @@ _STATUS_FOR = {
     RosterTooLarge: 413,
     TemplateProblem: 422,
     QueueUnavailable: 503,
+    LedgerUnavailable: 503,
 }
 
 

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Request, UploadFile, status
+from fastapi import (
+    APIRouter,
+    File,
+    Header,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+    status,
+)
 
 from offerletters.api.schemas import (
     BatchAccepted,
@@ -17,7 +27,7 @@ from offerletters.api.schemas import (
     RosterRejectedOut,
 )
 from offerletters.errors import RosterTooLarge, RosterUnreadable
-from offerletters.ingest import ingest
+from offerletters.ingest import batch_id_for, ingest
 from offerletters.preview import Collect
 
 router = APIRouter()
@@ -45,26 +55,50 @@ RosterFile = Annotated[
     },
     summary="Queue one offer letter per candidate in a roster",
 )
-async def send_emails(request: Request, file: RosterFile = None) -> BatchAccepted:
+async def send_emails(
+    request: Request,
+    response: Response,
+    file: RosterFile = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=200,
+            description="Names the batch: a retried request with the same key"
+            " returns the first batch and sends nothing again.",
+        ),
+    ] = None,
+    new_batch: Annotated[
+        bool,
+        Query(description="Send even if this roster was sent before."),
+    ] = False,
+) -> BatchAccepted:
     """Validate the roster, render every letter and queue them all, or none.
 
     Without a `file` field, the roster at OFFERLETTERS_ROSTER_PATH is used.
+    Sending the same roster (or the same Idempotency-Key) again answers 200
+    with the existing batch and sends nothing, unless `new_batch=true`.
     """
     services = request.app.state.services
     settings = services.settings
     data = await _roster_bytes(file, settings.roster_path, settings.max_upload_bytes)
+    key = uuid.uuid4().hex if new_batch else idempotency_key
 
     receipt = await ingest(
         data,
         publisher=services.publisher,
         templates=services.templates,
         settings=settings,
+        ledger=services.ledger,
+        batch_id=batch_id_for(data, key=key) if key else None,
     )
+    if receipt.duplicate:
+        response.status_code = status.HTTP_200_OK
     return BatchAccepted(
         batch_id=receipt.batch_id,
         letters=receipt.letters,
         sheet=receipt.sheet,
         notes=receipt.notes,
+        duplicate=receipt.duplicate,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 
 
@@ -10,10 +12,16 @@ class BatchAccepted(BaseModel):
 
     batch_id: str = Field(description="Names the batch in later requests and logs.")
     letters: int = Field(description="How many letters were queued.")
-    sheet: str = Field(description="The sheet the roster was read from.")
+    sheet: str | None = Field(
+        description="The sheet the roster was read from (null for a duplicate)."
+    )
     notes: list[str] = Field(
         default_factory=list,
         description="Things worth a look that did not stop the batch.",
+    )
+    duplicate: bool = Field(
+        default=False,
+        description="True when this batch was sent before and nothing new was queued.",
     )
 
 
@@ -33,7 +41,7 @@ class PreviewOut(BaseModel):
 
     batch_id: str
     letters: int = Field(description="How many letters the roster would send.")
-    sheet: str
+    sheet: str | None
     notes: list[str] = Field(default_factory=list)
     preview: list[LetterOut] = Field(description="The first `limit` letters.")
 
@@ -59,6 +67,41 @@ class Problem(BaseModel):
     """A request that could not be served, and why."""
 
     detail: str
+
+
+class BatchOut(BaseModel):
+    """A batch and how far its delivery has come."""
+
+    batch_id: str
+    created_at: datetime
+    published: bool = Field(description="False while (or if) queueing never finished.")
+    letters: int | None
+    states: dict[str, int] = Field(description="Letters per state.")
+    done: bool = Field(description="True when every letter is sent or failed.")
+
+
+class LetterStatusOut(BaseModel):
+    """One letter's delivery state; the address is masked."""
+
+    letter_id: str
+    row: int
+    recipient: str
+    state: str
+    attempts: int
+    last_reply: str | None
+    message_id: str
+    updated_at: datetime
+    sent_at: datetime | None
+
+
+class RetryOut(BaseModel):
+    """Failed letters put back on the queue."""
+
+    batch_id: str
+    requeued: int
+    missing: int = Field(
+        description="Failed letters whose copy was no longer kept; re-upload for those."
+    )
 
 
 class Health(BaseModel):

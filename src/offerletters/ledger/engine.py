@@ -15,7 +15,7 @@ from sqlalchemy import URL, Connection, event, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from offerletters.errors import ConfigError, OfferLettersError
+from offerletters.errors import ConfigError, LedgerError, LedgerUnavailable
 
 __all__ = [
     "WRITE",
@@ -52,21 +52,16 @@ CONNECT_TIMEOUT_S = 10.0
 # _begin_sqlite for why SQLite needs to know in advance.
 WRITE = "offerletters_ledger_write"
 
+# PostgreSQL error classes that mean the server cannot be used as configured:
+# connection faults, refused credentials, no such database, too many
+# connections, shutting down.
+UNREACHABLE_SQLSTATE_CLASSES = ("08", "28", "3D", "53", "57")
+
 # PostgreSQL error codes meaning the ledger's tables or columns are missing,
 # that is, the migrations have not run.
 UNDEFINED_TABLE = "42P01"
 UNDEFINED_COLUMN = "42703"
 SQLITE_SCHEMA_MISSING = ("no such table", "no such column", "has no column named")
-
-
-class LedgerError(OfferLettersError):
-    """The ledger refused an operation; trying it again will not help."""
-
-
-class LedgerUnavailable(LedgerError):
-    """The ledger's database cannot be reached or is not migrated yet."""
-
-    retriable = True
 
 
 def database_url(url: str) -> URL:
@@ -180,8 +175,11 @@ def _translate(url: URL, exc: sa_exc.DBAPIError) -> LedgerError:
             f" columns ({reason}); apply the migrations (Ledger.migrate) first"
         )
 
-    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or (
-        exc.connection_invalidated
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    if (
+        isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+        or exc.connection_invalidated
+        or sqlstate.startswith(UNREACHABLE_SQLSTATE_CLASSES)
     ):
         return LedgerUnavailable(_unreachable(url, reason))
 

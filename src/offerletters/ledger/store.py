@@ -1,6 +1,7 @@
 """The Ledger: batches and letters in a SQL database, shared by API and workers.
 
-The API records a batch and its queued letters before publishing them, and
+The API records a batch and its queued letters as it publishes them (at once
+with `record_batch`, or streaming with `begin_batch` and `add_letters`), and
 marks the batch published once Kafka committed it. Workers ask which letters
 are already sent before delivering, and record every outcome; a letter once
 sent stays sent.
@@ -25,7 +26,7 @@ import structlog
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, Row, Table, func, select, text, update
+from sqlalchemy import Connection, Row, Table, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -48,9 +49,9 @@ __all__ = ["Ledger"]
 
 log = structlog.get_logger(__name__)
 
-# Rows per INSERT and ids per IN list. At 11 columns a chunk binds 11,000
-# values, well under SQLite's and PostgreSQL's limit of about 32,000, and
-# each chunk yields to the event loop.
+# Rows per executemany and ids per IN list: an IN list binds one parameter per
+# id, far under SQLite's and PostgreSQL's limit of about 32,000, and each chunk
+# lets the event loop serve other tasks while a large batch is written.
 CHUNK_ROWS = 1000
 
 # Where the Alembic environment and revisions live, inside the package so an
@@ -134,7 +135,12 @@ class Ledger:
         await self._ping(reader)
 
     async def migrate(self) -> None:
-        """Create or upgrade the schema to the newest revision; a no-op when there."""
+        """Create or upgrade the schema to the newest revision; a no-op when there.
+
+        Processes (or tasks) that migrate at once take turns: on PostgreSQL
+        through an advisory lock, on SQLite through its write lock, both taken
+        before Alembic reads the current revision.
+        """
         async with self._transaction(write=True) as connection:
             if connection.dialect.name == "postgresql":
                 await connection.execute(
@@ -158,39 +164,63 @@ class Ledger:
             raise ValueError(f"rows {strays[:5]} belong to another batch")
 
         now = _now()
-        batch = {
-            "batch_id": batch_id,
-            "created_at": now,
-            "file_sha256": file_sha256,
-            "letters": len(letters),
-            "published_at": None,
-        }
         async with self._transaction(write=True) as connection:
-            created = await connection.execute(
-                self._insert(batch_table)
-                .values(batch)
-                .on_conflict_do_nothing(index_elements=[batch_table.c.batch_id])
-                .returning(batch_table.c.batch_id)
+            created = await self._insert_batch(
+                connection, batch_id, file_sha256, len(letters), now
             )
-            if created.first() is None:
+            if not created:
                 log.info("batch_already_recorded", batch_id=batch_id)
                 return False
 
-            for chunk in _chunks(letters):
-                rows = [_queued_row(letter, now) for letter in chunk]
-                await connection.execute(letter_table.insert(), rows)
+            await self._insert_letters(connection, letters, now)
 
         self._remember_batches({batch_id})
         log.info("batch_recorded", batch_id=batch_id, letters=len(letters))
         return True
 
-    async def mark_published(self, batch_id: str) -> None:
-        """Note that the batch's Kafka transaction committed; the first time counts."""
+    async def begin_batch(self, batch_id: str, file_sha256: str) -> bool:
+        """Record a batch whose letters follow, through `add_letters`, as they stream.
+
+        Returns False when the batch is already recorded, for instance by an
+        ingest that crashed; adding its letters again is harmless.
+        """
+        async with self._transaction(write=True) as connection:
+            created = await self._insert_batch(
+                connection, batch_id, file_sha256, None, _now()
+            )
+
+        self._remember_batches({batch_id})
+        log.info("batch_begun", batch_id=batch_id, new=created)
+        return created
+
+    async def add_letters(self, letters: Sequence[Letter]) -> None:
+        """Add a queued row per letter of begun batches; recorded letters stay as is."""
+        if not letters:
+            return
+
+        async with self._transaction(write=True) as connection:
+            await self._insert_letters(connection, letters, _now())
+
+        log.debug("letters_recorded", letters=len(letters))
+
+    async def mark_published(
+        self, batch_id: str, *, letters: int | None = None
+    ) -> None:
+        """Note that the batch's Kafka transaction committed; the first time counts.
+
+        `letters` sets the batch's letter count, for a batch begun without one.
+        """
+        values: dict[str, object] = {
+            "published_at": func.coalesce(batch_table.c.published_at, _now())
+        }
+        if letters is not None:
+            values["letters"] = letters
+
         async with self._transaction(write=True) as connection:
             result = await connection.execute(
                 update(batch_table)
                 .where(batch_table.c.batch_id == batch_id)
-                .values(published_at=func.coalesce(batch_table.c.published_at, _now()))
+                .values(values)
             )
 
         if result.rowcount == 0:
@@ -200,6 +230,33 @@ class Ledger:
             )
 
         log.info("batch_published", batch_id=batch_id)
+
+    async def forget_batch(self, batch_id: str) -> bool:
+        """Delete a batch never published, and its letters, so it can start over.
+
+        No worker has seen such a batch's letters: Kafka withholds an
+        uncommitted transaction. A published batch is kept; returns False.
+        """
+        async with self._transaction(write=True) as connection:
+            result = await connection.execute(
+                select(batch_table.c.published_at)
+                .where(batch_table.c.batch_id == batch_id)
+                .with_for_update()
+            )
+            batch = result.first()
+            if batch is None or batch.published_at is not None:
+                return False
+
+            await connection.execute(
+                delete(letter_table).where(letter_table.c.batch_id == batch_id)
+            )
+            await connection.execute(
+                delete(batch_table).where(batch_table.c.batch_id == batch_id)
+            )
+
+        self._known.discard(batch_id)
+        log.info("batch_forgotten", batch_id=batch_id)
+        return True
 
     async def find_batch(self, batch_id: str) -> BatchRecord | None:
         """The batch, or None when the ledger has never heard of it."""
@@ -216,13 +273,15 @@ class Ledger:
         sent: set[str] = set()
         async with self._transaction() as connection:
             for chunk in _chunks(list(letter_ids)):
-                found = await connection.scalars(
-                    select(letter_table.c.letter_id).where(
-                        letter_table.c.letter_id.in_(chunk),
-                        letter_table.c.state == _SENT,
+                # Looked up by id alone and filtered here: with the state in
+                # the query, PostgreSQL without fresh statistics scans every
+                # sent letter of every batch in the (batch_id, state) index.
+                result = await connection.execute(
+                    select(letter_table.c.letter_id, letter_table.c.state).where(
+                        letter_table.c.letter_id.in_(chunk)
                     )
                 )
-                sent.update(found)
+                sent.update(letter_id for letter_id, state in result if state == _SENT)
 
         return sent
 
@@ -351,6 +410,41 @@ class Ledger:
             async with engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
 
+    async def _insert_batch(
+        self,
+        connection: AsyncConnection,
+        batch_id: str,
+        file_sha256: str,
+        letters: int | None,
+        now: datetime,
+    ) -> bool:
+        """Insert the batch row unless it exists; True when it was new."""
+        created = await connection.execute(
+            self._insert(batch_table)
+            .values(
+                batch_id=batch_id,
+                created_at=now,
+                file_sha256=file_sha256,
+                letters=letters,
+                published_at=None,
+            )
+            .on_conflict_do_nothing(index_elements=[batch_table.c.batch_id])
+            .returning(batch_table.c.batch_id)
+        )
+        return created.first() is not None
+
+    async def _insert_letters(
+        self, connection: AsyncConnection, letters: Sequence[Letter], now: datetime
+    ) -> None:
+        """Insert queued rows in chunks, leaving letters already recorded alone."""
+        statement = self._insert(letter_table).on_conflict_do_nothing(
+            index_elements=[letter_table.c.letter_id]
+        )
+        for chunk in _chunks(letters):
+            await connection.execute(
+                statement, [_queued_row(letter, now) for letter in chunk]
+            )
+
     def _upsert_outcome(self) -> _Insert:
         """INSERT a letter's outcome, or UPDATE its row unless it is already sent."""
         statement = self._insert(letter_table)
@@ -434,12 +528,14 @@ def _letter_record(row: Row[Any]) -> LetterRecord:
 def _settled(outcomes: Sequence[LetterOutcome]) -> list[LetterOutcome]:
     """One outcome per letter: a sent one if there is any, else the latest.
 
-    A group may hold the same letter twice when Kafka redelivered it.
+    A group may hold a letter twice: an interim and a final outcome, or two
+    deliveries of a copy Kafka redelivered. Of two at the same time, the one
+    given later wins.
     """
     chosen: dict[str, LetterOutcome] = {}
     for outcome in outcomes:
         kept = chosen.get(outcome.letter_id)
-        if kept is None or _rank(outcome) > _rank(kept):
+        if kept is None or _rank(outcome) >= _rank(kept):
             chosen[outcome.letter_id] = outcome
 
     return list(chosen.values())

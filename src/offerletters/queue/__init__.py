@@ -7,10 +7,11 @@ a handler and acknowledges them only after the handler has returned.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from offerletters.ledger import LetterOutcome
 from offerletters.letters import Letter
 
 # Delivers a group of letters and returns once each has an outcome.
@@ -41,3 +42,11 @@ class Source(Protocol):
     def stop(self) -> None:
         """Stop taking new letters; letters already handed out are finished."""
         ...
+
+
+class DeadLetterKeeper(Protocol):
+    """Where letters that failed for good are kept, and found again for a retry."""
+
+    async def keep(self, failed: Sequence[tuple[Letter, LetterOutcome]]) -> None: ...
+
+    async def find(self, letter_ids: Collection[str]) -> list[Letter]: ...

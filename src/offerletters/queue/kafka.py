@@ -13,7 +13,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
 import structlog
@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from offerletters.config import Settings
 from offerletters.errors import QueueUnavailable
+from offerletters.ledger import LetterOutcome
 from offerletters.letters import Letter
 from offerletters.queue import Handler
 from offerletters.queue.offsets import OffsetTracker, Ticket
@@ -43,24 +44,30 @@ COMMIT_INTERVAL_S = 1.0
 
 
 async def ensure_topic(settings: Settings) -> None:
-    """Create the letters topic when it is missing; leave an existing one alone."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    try:
-        await admin.start()
-        if settings.kafka_topic in await admin.list_topics():
-            return
-
-        topic = NewTopic(
+    """Create the letters and dead-letter topics when missing; keep existing ones."""
+    wanted = [
+        NewTopic(
             name=settings.kafka_topic,
             num_partitions=settings.kafka_partitions,
             replication_factor=settings.kafka_replication_factor,
-        )
-        await _create_topic(admin, topic)
-        log.info(
-            "topic_created",
-            topic=settings.kafka_topic,
-            partitions=settings.kafka_partitions,
-        )
+        ),
+        # Dead letters are few and read whole when retried: one partition.
+        NewTopic(
+            name=settings.dead_letter_topic,
+            num_partitions=1,
+            replication_factor=settings.kafka_replication_factor,
+        ),
+    ]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        for topic in wanted:
+            if topic.name not in existing:
+                await _create_topic(admin, topic)
+                log.info(
+                    "topic_created", topic=topic.name, partitions=topic.num_partitions
+                )
     except KafkaError as exc:
         raise _unavailable(settings, exc) from exc
     finally:
@@ -152,6 +159,93 @@ class _TransactionWriter:
     async def flush(self) -> None:
         await asyncio.gather(*self._pending)
         self._pending.clear()
+
+
+class KafkaDeadLetters:
+    """Letters that failed for good, kept on the dead-letter topic for a retry."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer: AIOKafkaProducer | None = None
+
+    async def __aenter__(self) -> KafkaDeadLetters:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            enable_idempotence=True,
+        )
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            await producer.stop()
+            raise _unavailable(self._settings, exc) from exc
+        self._producer = producer
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def keep(self, failed: Sequence[tuple[Letter, LetterOutcome]]) -> None:
+        """Store each letter with the reply that failed it; return once stored."""
+        if self._producer is None:
+            raise QueueUnavailable("the dead-letter publisher is not started")
+
+        pending = [
+            await self._producer.send(
+                self._settings.dead_letter_topic,
+                key=letter.letter_id.encode(),
+                value=letter.model_dump_json().encode(),
+                headers=[("reply", (outcome.reply or "").encode())],
+            )
+            for letter, outcome in failed
+        ]
+        await asyncio.gather(*pending)
+
+    async def find(self, letter_ids: Collection[str]) -> list[Letter]:
+        """The newest stored copy of each of these letters, read from the topic."""
+        wanted = set(letter_ids)
+        found: dict[str, Letter] = {}
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            enable_auto_commit=False,
+        )
+        try:
+            await consumer.start()
+            await _read_whole_topic(
+                consumer,
+                self._settings.dead_letter_topic,
+                lambda record: _keep_wanted(record, wanted, found),
+            )
+        except KafkaError as exc:
+            raise _unavailable(self._settings, exc) from exc
+        finally:
+            await consumer.stop()
+
+        return list(found.values())
+
+
+async def _read_whole_topic(
+    consumer: AIOKafkaConsumer, topic: str, take: Callable[[Any], None]
+) -> None:
+    """Feed every record now in the topic to `take`, from the first to the last."""
+    partitions = [
+        TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
+    ]
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    ends = await consumer.end_offsets(partitions)
+    while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+        fetched = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS)
+        for records in fetched.values():
+            for record in records:
+                take(record)
+
+
+def _keep_wanted(record: Any, wanted: set[str], found: dict[str, Letter]) -> None:
+    letter_id = record.key.decode() if record.key else ""
+    if letter_id in wanted:
+        found[letter_id] = Letter.model_validate_json(record.value)
 
 
 class KafkaSource:

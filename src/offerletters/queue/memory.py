@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
 
+from offerletters.ledger import LetterOutcome
 from offerletters.letters import Letter
 from offerletters.queue import Handler
 
@@ -26,11 +27,12 @@ class _ListWriter:
 
 
 class MemoryQueue:
-    """An in-process Publisher and Source in one."""
+    """An in-process Publisher, Source and keeper of dead letters in one."""
 
     def __init__(self) -> None:
         self._letters: asyncio.Queue[Letter] = asyncio.Queue()
         self._stopping = asyncio.Event()
+        self._dead: dict[str, Letter] = {}
 
     @contextlib.asynccontextmanager
     async def batch(self) -> AsyncIterator[_ListWriter]:
@@ -53,6 +55,15 @@ class MemoryQueue:
             finally:
                 for _ in chunk:
                     self._letters.task_done()
+
+    async def keep(self, failed: Sequence[tuple[Letter, LetterOutcome]]) -> None:
+        """Hold letters that failed for good, for a later retry."""
+        for letter, _outcome in failed:
+            self._dead[letter.letter_id] = letter
+
+    async def find(self, letter_ids: Collection[str]) -> list[Letter]:
+        """The held copies of these dead letters."""
+        return [self._dead[i] for i in letter_ids if i in self._dead]
 
     async def drained(self) -> None:
         """Wait until every published letter has been handled."""
