@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,9 +12,12 @@ import pytest
 
 from offerletters.config import Settings
 from tests.support.kafka import KafkaBroker, provide_broker
+from tests.support.postgres import fresh_database, provide_postgres
 from tests.support.smtp import SmtpSink, running_sink
 
 REPO = Path(__file__).resolve().parent.parent
+# Set to "postgresql" to run every test's ledger on PostgreSQL, not SQLite.
+LEDGER_ENV = "OFFERLETTERS_TEST_LEDGER"
 SENDER = "Acme Talent <talent@acme.example>"
 
 MakeSettings = Callable[..., Settings]
@@ -33,14 +37,30 @@ def kafka() -> Iterator[KafkaBroker]:
         yield broker
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One PostgreSQL server for the run; never skipped when none is found."""
+    with provide_postgres() as url:
+        yield url
+
+
 @pytest.fixture
-def make_settings(tmp_path: Path) -> MakeSettings:
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh ledger database: SQLite, or PostgreSQL when the run asks for it."""
+    if os.environ.get(LEDGER_ENV, "sqlite") == "postgresql":
+        return fresh_database(request.getfixturevalue("postgres_url"))
+
+    return f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, ledger_url: str) -> MakeSettings:
     """Settings isolated from the developer's environment and .env file."""
 
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "outbox_dir": tmp_path / "outbox",
-            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}",
+            "database_url": ledger_url,
             "templates_dir": REPO / "templates",
             "sender": SENDER,
             "log_level": "WARNING",

@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -27,7 +27,6 @@ from offerletters.ledger import (
 )
 from offerletters.ledger.schema import metadata
 from offerletters.letters import Letter, letter_id_for, message_id_for
-from tests.support.postgres import provide_postgres
 
 REPO = Path(__file__).resolve().parent.parent
 ALEMBIC_INI = REPO / "src" / "offerletters" / "migrations" / "alembic.ini"
@@ -35,13 +34,6 @@ LEDGER_TABLES = {"alembic_version", "batches", "letters"}
 SHA = "ab" * 32
 # The first roster row with a candidate: row 1 holds the headers.
 FIRST_ROW = 2
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """One PostgreSQL database for the run; never skipped when none is found."""
-    with provide_postgres() as url:
-        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,6 +8,8 @@ block ends. No PostgreSQL on the machine is an error, never a skip.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import glob
 import os
@@ -17,8 +19,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import make_url
 
 __all__ = ["provide_postgres"]
 
@@ -214,3 +220,30 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def fresh_database(url: str) -> str:
+    """A new, empty database on the same server as `url`, and its URL.
+
+    Runs on a thread of its own so that sync fixtures may call it while the
+    tests' event loop is running.
+    """
+    name = f"offerletters_{uuid.uuid4().hex[:12]}"
+    server = make_url(url)
+
+    async def create() -> None:
+        connection = await asyncpg.connect(
+            host=server.host,
+            port=server.port,
+            user=server.username,
+            password=server.password,
+            database=server.database,
+        )
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(asyncio.run, create()).result()
+    return server.set(database=name).render_as_string(hide_password=False)
