@@ -8,6 +8,7 @@ import email.policy
 
 import pytest
 
+from offerletters import mailer as mailer_module
 from offerletters.config import Settings
 from offerletters.errors import DeliveryFailed
 from offerletters.letters import Letter, letter_id_for, message_id_for
@@ -160,3 +161,34 @@ async def test_an_international_address_without_smtputf8_fails_clearly(
         assert not refused.value.retriable
         assert "SMTPUTF8" in refused.value.reply
         assert len(plain.received) == 1
+
+
+async def test_an_idle_connection_closed_by_the_server_is_reopened_unseen(
+    smtp_settings: Settings, smtp: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the server dropped an idle connection, the next letter still goes first try."""
+    monkeypatch.setattr(mailer_module, "IDLE_PROBE_AFTER_S", 0.0)
+    mailer = SmtpMailer(smtp_settings)
+    await mailer.send(make_letter(1))
+
+    smtp.stop_listening()
+    smtp.start()
+    await mailer.send(make_letter(2))
+    await mailer.stop()
+
+    assert len(smtp.received) == 2
+
+
+async def test_a_hang_up_after_acceptance_counts_as_delivered(
+    smtp_settings: Settings, smtp: SmtpSink
+) -> None:
+    """A server that says 250 and then drops the line has the letter: no resend."""
+    smtp.recorder.hang_up_after_data = True
+    mailer = SmtpMailer(smtp_settings)
+
+    reply = await mailer.send(make_letter(1))
+    await asyncio.sleep(0.2)
+    await mailer.stop()
+
+    assert "accepted" in reply
+    assert len(smtp.received) == 1

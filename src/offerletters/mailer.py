@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+from dataclasses import dataclass, field
 from email.errors import MessageError
 from email.message import EmailMessage
 from pathlib import Path
@@ -24,6 +26,12 @@ from offerletters.letters import Letter, build_message
 # SMTP reply classes (RFC 5321 section 4.2.1): the first digit decides.
 TRANSIENT_REPLY = 4
 PERMANENT_REPLY = 5
+# "Service not available, closing transmission channel": the line is gone.
+SERVICE_CLOSING = 421
+
+# A connection idle this long is checked with a NOOP before it carries a letter.
+IDLE_PROBE_AFTER_S = 5.0
+NOOP_TIMEOUT_S = 5.0
 
 
 class Mailer(Protocol):
@@ -52,35 +60,35 @@ class SmtpMailer:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.where = f"smtp://{settings.smtp_host}:{settings.smtp_port_or_default}"
-        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
+        self._idle: asyncio.LifoQueue[_Connection] = asyncio.LifoQueue()
         for _ in range(settings.smtp_connections):
-            self._idle.put_nowait(self._new_client())
+            self._idle.put_nowait(_Connection(self._new_client()))
 
     async def send(self, letter: Letter) -> str:
         message = _message_for(letter, self._settings)
-        client = await self._idle.get()
+        connection = await self._idle.get()
         try:
-            return await self._send_on(client, message, letter.recipient)
+            return await self._send_on(connection, message, letter.recipient)
         finally:
-            self._idle.put_nowait(client)
+            connection.last_used = time.monotonic()
+            self._idle.put_nowait(connection)
 
     async def stop(self) -> None:
         """Say goodbye on every idle connection; safe to call twice."""
         while not self._idle.empty():
-            client = self._idle.get_nowait()
+            client = self._idle.get_nowait().client
             if client.is_connected:
                 try:
                     await client.quit()
-                except aiosmtplib.SMTPException:
+                except (aiosmtplib.SMTPException, OSError):
                     client.close()
 
     async def _send_on(
-        self, client: aiosmtplib.SMTP, message: EmailMessage, recipient: str
+        self, connection: _Connection, message: EmailMessage, recipient: str
     ) -> str:
+        client = connection.client
         try:
-            if not client.is_connected:
-                await client.connect()
-
+            await _ready(connection)
             _refused, reply = await client.send_message(message, recipients=[recipient])
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refusal = exc.recipients[0]
@@ -97,6 +105,8 @@ class SmtpMailer:
                 retriable=False,
             ) from exc
         except aiosmtplib.SMTPResponseException as exc:
+            if exc.code == SERVICE_CLOSING:
+                client.close()
             raise _classified(exc.code, exc.message) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             # The connection is in an unknown state: drop it, reopen next time.
@@ -119,6 +129,32 @@ class SmtpMailer:
             start_tls=settings.smtp_security is SmtpSecurity.STARTTLS or None,
             timeout=settings.smtp_timeout_s,
         )
+
+
+@dataclass(eq=False)
+class _Connection:
+    """A pooled SMTP client and when it last carried a letter."""
+
+    client: aiosmtplib.SMTP
+    last_used: float = field(default_factory=time.monotonic)
+
+
+async def _ready(connection: _Connection) -> None:
+    """Connect, or make sure a connection idle for a while is still open.
+
+    Servers close idle connections without telling us; a NOOP finds out
+    before a letter is put on a dead line, so no attempt is wasted.
+    """
+    client = connection.client
+    idle_s = time.monotonic() - connection.last_used
+    if client.is_connected and idle_s > IDLE_PROBE_AFTER_S:
+        try:
+            await client.noop(timeout=NOOP_TIMEOUT_S)
+        except (aiosmtplib.SMTPException, OSError):
+            client.close()
+
+    if not client.is_connected:
+        await client.connect()
 
 
 def _classified(code: int, reply: str) -> DeliveryFailed:

@@ -52,6 +52,8 @@ class _Recorder:
     refuse: dict[str, str] = field(default_factory=dict)
     # Called with the recipient; a reply string defers (or refuses) that attempt.
     judge: Callable[[str], str | None] | None = None
+    # Hang up right after accepting a message, as some servers do.
+    hang_up_after_data: bool = False
     received: list[Received] = field(default_factory=list)
     attempts: Counter[str] = field(default_factory=Counter)
     connections: int = 0
@@ -84,6 +86,8 @@ class _Recorder:
                 Received(str(envelope.mail_from), list(envelope.rcpt_tos), content)
             )
             self.lock.notify_all()
+        if self.hang_up_after_data and server.transport is not None:
+            asyncio.get_running_loop().call_later(0.05, server.transport.close)
         return "250 Message accepted for delivery"
 
 
