@@ -166,7 +166,7 @@ async def test_an_international_address_without_smtputf8_fails_clearly(
 async def test_an_idle_connection_closed_by_the_server_is_reopened_unseen(
     smtp_settings: Settings, smtp: SmtpSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """When the server dropped an idle connection, the next letter still goes first try."""
+    """A pooled connection the server dropped while idle is reopened unseen."""
     monkeypatch.setattr(mailer_module, "IDLE_PROBE_AFTER_S", 0.0)
     mailer = SmtpMailer(smtp_settings)
     await mailer.send(make_letter(1))
