@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import date
+from pathlib import Path
 
 import httpx
 import pytest
 
-from offerletters.api import create_app
 from offerletters.config import Settings
 from tests import rosters
 from tests.rosters import Sheet, candidate, roster
+from tests.support.services import in_process_api
 from tests.support.smtp import SmtpSink
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -28,12 +29,9 @@ GOOD_ROWS = [
 
 @pytest.fixture
 async def client(smtp_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan running, reached in-process."""
-    app = create_app(smtp_settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
-            yield c
+    """The app in embedded mode, delivering to the test SMTP server."""
+    async with in_process_api(smtp_settings) as api:
+        yield api
 
 
 def upload(data: bytes, name: str = "x.xlsx") -> dict[str, tuple[str, bytes, str]]:
@@ -114,21 +112,16 @@ async def test_a_file_that_is_not_a_spreadsheet_gets_a_clear_4xx(
 
 
 async def test_without_a_file_the_configured_roster_is_used(
-    make_settings: object, smtp_settings: Settings, smtp: SmtpSink, tmp_path: object
+    smtp_settings: Settings, smtp: SmtpSink, tmp_path: Path
 ) -> None:
     """With no upload, POST /send-emails reads OFFERLETTERS_ROSTER_PATH."""
-    from pathlib import Path
-
-    path = Path(str(tmp_path)) / "configured.xlsx"
+    path = tmp_path / "configured.xlsx"
     path.write_bytes(rosters.xlsx(Sheet("Roster", roster(*GOOD_ROWS))))
     settings = smtp_settings.model_copy(update={"roster_path": path})
-    app = create_app(settings)
 
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
-            response = await c.post("/send-emails")
-            await smtp.arrival_of(3)
+    async with in_process_api(settings) as api:
+        response = await api.post("/send-emails")
+        await smtp.arrival_of(3)
 
     assert response.status_code == 202
     assert response.json()["letters"] == 3

@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.command(args, settings)
     except RosterRejected as exc:
+        print(
+            f"the roster was rejected, nothing was sent: {len(exc.errors)} problem(s)"
+        )
         _print_row_errors(exc.errors)
         return EXIT_REJECTED
     except (ConfigError, QueueUnavailable) as exc:
@@ -224,25 +227,41 @@ def _validate(args: argparse.Namespace, settings: Settings) -> int:
     data = _read_roster(args.roster, settings)
     receipt = asyncio.run(
         ingest(
-            data, publisher=Discard(), templates=_templates(settings), settings=settings
+            data,
+            publisher=Discard(),
+            templates=_templates(settings),
+            settings=settings,
+            all_or_nothing=False,
         )
     )
     _print_receipt(receipt)
+    if receipt.errors:
+        print(f"{len(receipt.errors)} row error(s); `send` sends nothing until fixed:")
+        _print_row_errors(receipt.errors)
+        return EXIT_REJECTED
+
     print("the roster is clean: nothing was sent")
     return EXIT_OK
 
 
 def _preview(args: argparse.Namespace, settings: Settings) -> int:
-    """Write every letter as .eml and .html into a folder; send nothing."""
+    """Write each good row's letter as .eml and .html, list bad rows; send nothing."""
     data = _read_roster(args.roster, settings)
-    folder = FolderPublisher(args.out, settings)
     receipt = asyncio.run(
         ingest(
-            data, publisher=folder, templates=_templates(settings), settings=settings
+            data,
+            publisher=FolderPublisher(args.out, settings),
+            templates=_templates(settings),
+            settings=settings,
+            all_or_nothing=False,
         )
     )
     _print_receipt(receipt)
     print(f"wrote {receipt.letters} letter(s) to {args.out}: nothing was sent")
+    if receipt.errors:
+        print(f"{len(receipt.errors)} row error(s); `send` sends nothing until fixed:")
+        _print_row_errors(receipt.errors)
+        return EXIT_REJECTED
     return EXIT_OK
 
 
@@ -277,7 +296,6 @@ def _print_receipt(receipt: BatchReceipt) -> None:
 
 
 def _print_row_errors(errors: Sequence[RowError]) -> None:
-    print(f"the roster was rejected, nothing was sent: {len(errors)} problem(s)")
     for error in errors:
         where = f"row {error.row}" + (f", {error.column}" if error.column else "")
         value = f" (value {error.value!r})" if error.value else ""

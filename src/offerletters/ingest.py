@@ -47,6 +47,8 @@ class BatchReceipt:
     notes: list[str] = field(default_factory=list)
     # True when this roster (or request) was seen before: nothing new was sent.
     duplicate: bool = False
+    # Row errors, only ever present when ingest ran without all-or-nothing.
+    errors: list[RowError] = field(default_factory=list)
 
 
 def batch_id_for(roster: bytes, *, key: str | None = None) -> str:
@@ -65,12 +67,15 @@ async def ingest(
     ledger: Ledger | None = None,
     batch_id: str | None = None,
     options: RosterOptions | None = None,
+    all_or_nothing: bool = True,
 ) -> BatchReceipt:
     """Validate, render and publish a roster; or raise RosterRejected, listing all.
 
     With a ledger, the batch and its letters are recorded as they are
     published, and a batch the ledger already holds as published is not
     published again. `batch_id` defaults to one derived from the roster.
+    With `all_or_nothing` off, the good rows are published and the row
+    errors come back in the receipt instead: for previews.
     """
     if len(data) > settings.max_upload_bytes:
         raise RosterTooLarge("bytes", settings.max_upload_bytes)
@@ -96,21 +101,21 @@ async def ingest(
             for item in chunk:
                 if isinstance(item, RowError):
                     errors.append(item)
-                elif not errors:
+                elif not (errors and all_or_nothing):
                     letter, item_notes = item
                     notes.extend(item_notes)
                     await writer.put(letter)
                     published += 1
 
-        if errors:
+        if errors and all_or_nothing:
             raise RosterRejected(errors)
-        if not published:
+        if not published and not errors:
             raise RosterRejected(
                 [RowError(roster.header_row, None, "the roster has no candidate rows")]
             )
 
     log.info("batch_received", batch_id=batch_id, letters=published, sheet=roster.sheet)
-    return BatchReceipt(batch_id, published, roster.sheet, notes)
+    return BatchReceipt(batch_id, published, roster.sheet, notes, errors=errors)
 
 
 def _render(

@@ -1,7 +1,11 @@
-"""offerletters as subprocesses: API and workers started the way README starts them."""
+"""offerletters as subprocesses: API and workers started the way README starts them.
+
+Also a look into the ledger those processes write, the way `status` reads it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,14 +13,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from offerletters.api import create_app
 from offerletters.config import Settings
+from offerletters.ledger import Ledger, LetterRecord, LetterState
+
+# Letters read from the ledger per query when a test reads a whole batch.
+LEDGER_PAGE = 1000
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -98,3 +107,42 @@ def wait_until_healthy(service: Service, url: str, timeout_s: float = 60) -> Non
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{service.name} not healthy:\n{service.log_path.read_text()}")
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    """A batch as the ledger tells it: counts per state and, if read, every letter."""
+
+    progress: dict[LetterState, int]
+    letters: list[LetterRecord]
+
+    def count(self, state: LetterState) -> int:
+        return self.progress[state]
+
+
+async def read_ledger(
+    settings: Settings, batch_id: str, *, letters: bool = True
+) -> LedgerView:
+    """What the ledger at `settings.database_url` says about a batch right now."""
+    records: list[LetterRecord] = []
+    async with Ledger(settings.database_url) as ledger:
+        progress = await ledger.batch_progress(batch_id)
+        while letters:
+            page = await ledger.letters_in(
+                batch_id, limit=LEDGER_PAGE, offset=len(records)
+            )
+            records.extend(page)
+            if len(page) < LEDGER_PAGE:
+                break
+
+    return LedgerView(progress, records)
+
+
+@contextlib.asynccontextmanager
+async def in_process_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan running, reached in-process over ASGI."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+            yield c

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 from offerletters.api import batches
 from offerletters.api.routes import router
+from offerletters.api.schemas import RosterRejectedOut, row_error_out
 from offerletters.config import Settings
 from offerletters.embedded import running_embedded
 from offerletters.errors import (
@@ -97,17 +98,10 @@ _STATUS_FOR = {
 async def _answer_error(request: Request, exc: OfferLettersError) -> JSONResponse:
     """Our own errors become clear JSON answers, never a stack trace."""
     if isinstance(exc, RosterRejected):
-        errors = [
-            {
-                "row": e.row,
-                "column": e.column,
-                "message": e.message,
-                "value": e.value,
-                "fix": e.fix,
-            }
-            for e in exc.errors
-        ]
-        return JSONResponse({"detail": str(exc), "errors": errors}, status_code=422)
+        rejected = RosterRejectedOut(
+            detail=str(exc), errors=[row_error_out(e) for e in exc.errors]
+        )
+        return JSONResponse(rejected.model_dump(), status_code=422)
 
     status = next((s for t, s in _STATUS_FOR.items() if isinstance(exc, t)), 500)
     if status == 500:

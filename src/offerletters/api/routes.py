@@ -25,6 +25,7 @@ from offerletters.api.schemas import (
     PreviewOut,
     Problem,
     RosterRejectedOut,
+    row_error_out,
 )
 from offerletters.errors import RosterTooLarge, RosterUnreadable
 from offerletters.ingest import batch_id_for, ingest
@@ -113,20 +114,29 @@ async def preview(
     file: RosterFile = None,
     limit: Annotated[int, Query(ge=0, le=1000)] = 20,
 ) -> PreviewOut:
-    """Run the same checks and rendering as /send-emails; queue nothing."""
+    """Run the same checks and rendering as /send-emails; queue nothing.
+
+    Answers 200 with the letters of the good rows and every row error, so
+    one call shows both what would be sent and what must be fixed first.
+    """
     services = request.app.state.services
     settings = services.settings
     data = await _roster_bytes(file, settings.roster_path, settings.max_upload_bytes)
 
     shown = Collect(limit)
     receipt = await ingest(
-        data, publisher=shown, templates=services.templates, settings=settings
+        data,
+        publisher=shown,
+        templates=services.templates,
+        settings=settings,
+        all_or_nothing=False,
     )
     return PreviewOut(
         batch_id=receipt.batch_id,
         letters=receipt.letters,
         sheet=receipt.sheet,
         notes=receipt.notes,
+        errors=[row_error_out(e) for e in receipt.errors],
         preview=[
             LetterOut.model_validate(letter, from_attributes=True)
             for letter in shown.letters

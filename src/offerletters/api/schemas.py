@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from offerletters.roster import RowError
+
 
 class BatchAccepted(BaseModel):
     """The roster was valid and every letter is queued for delivery."""
@@ -37,13 +39,17 @@ class LetterOut(BaseModel):
 
 
 class PreviewOut(BaseModel):
-    """The roster is valid; here are its first letters. Nothing was queued."""
+    """The letters of the roster's good rows and its row errors; nothing queued."""
 
     batch_id: str
-    letters: int = Field(description="How many letters the roster would send.")
+    letters: int = Field(description="How many good rows have a letter.")
     sheet: str | None
     notes: list[str] = Field(default_factory=list)
     preview: list[LetterOut] = Field(description="The first `limit` letters.")
+    errors: list[RowErrorOut] = Field(
+        default_factory=list,
+        description="Row errors; /send-emails would queue nothing until fixed.",
+    )
 
 
 class RowErrorOut(BaseModel):
@@ -54,6 +60,16 @@ class RowErrorOut(BaseModel):
     message: str
     value: str | None = None
     fix: str | None = None
+
+
+def row_error_out(error: RowError) -> RowErrorOut:
+    return RowErrorOut(
+        row=error.row,
+        column=error.column,
+        message=error.message,
+        value=error.value,
+        fix=error.fix,
+    )
 
 
 class RosterRejectedOut(BaseModel):
