@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     kafka_consumer_group: str = "offerletters-workers"
     # Letters that failed for good; unset means the topic name plus ".dead".
     kafka_dead_letter_topic: str | None = None
+    # Off: the topics must exist already (for brokers where apps may not
+    # create topics); start-up fails, naming the missing topic.
+    kafka_create_topics: bool = True
+    # Encrypts letters in Kafka (salaries and addresses sit there): key id
+    # "=" base64 key, comma-separated; the first encrypts, all decrypt, so
+    # keys can be rotated. Unset: letters travel as plain JSON.
+    payload_keys: SecretStr | None = None
 
     # The ledger. SQLite suits one host; use PostgreSQL when workers run on
     # several machines (postgresql+asyncpg://user:password@host/db).
@@ -63,6 +70,15 @@ class Settings(BaseSettings):
     smtp_timeout_s: float = Field(default=30.0, gt=0)
     smtp_connections: int = Field(default=8, ge=1, le=256)
     smtp_max_attempts: int = Field(default=5, ge=1)
+    smtp_validate_certs: bool = True
+    # Sending a password over an unencrypted line is refused unless allowed.
+    smtp_allow_plaintext_auth: bool = False
+    # XOAUTH2 for providers that require it: a token, or a command printing one.
+    smtp_oauth_token: SecretStr | None = None
+    smtp_oauth_token_command: str | None = None
+    # Provider limits, per worker process; unset means no limit.
+    smtp_rate_per_second: float | None = Field(default=None, gt=0)
+    smtp_rate_per_minute: float | None = Field(default=None, gt=0)
     outbox_dir: Path = Path("outbox")
 
     # Letters.
@@ -76,13 +92,25 @@ class Settings(BaseSettings):
     roster_path: Path | None = None
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     max_rows: int = Field(default=200_000, ge=1)
+    # A spreadsheet is a zip: refuse one that unpacks to more than this, or
+    # that unpacks this many times larger than it is (a decompression bomb).
+    max_unpacked_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
+    max_unpack_ratio: float = Field(default=200.0, gt=1)
+
+    # The API. Keys are compared in constant time; dev mode turns them off.
+    api_keys: SecretStr | None = None
+    dev_mode: bool = False
 
     # Workers: how many letters one worker process delivers at once.
     worker_consumers: int = Field(default=2, ge=1, le=64)
     worker_concurrency: int = Field(default=64, ge=1)
     shutdown_grace_s: float = Field(default=30.0, gt=0)
+    # Where a worker serves /metrics and /healthz (9100 is usual); unset: off.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     log_level: str = "INFO"
+    # "auto": JSON lines unless stderr is a terminal; or "json", "console".
+    log_format: str = "auto"
 
     @model_validator(mode="after")
     def _check_sender(self) -> Self:
