@@ -13,6 +13,7 @@ import pytest
 from offerletters.config import Settings
 from tests.support.kafka import KafkaBroker, provide_broker
 from tests.support.postgres import fresh_database, provide_postgres
+from tests.support.services import TEST_API_KEY
 from tests.support.smtp import SmtpSink, running_sink
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,6 +66,7 @@ def make_settings(tmp_path: Path, ledger_url: str) -> MakeSettings:
             "sender": SENDER,
             "log_level": "WARNING",
             "shutdown_grace_s": 10.0,
+            "api_keys": TEST_API_KEY,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]  # pydantic-settings init kwarg

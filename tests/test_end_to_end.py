@@ -16,6 +16,7 @@ from offerletters.config import Settings
 from tests import rosters
 from tests.rosters import Sheet, candidate, roster
 from tests.support.services import (
+    AUTH,
     Service,
     free_port,
     settings_env,
@@ -106,6 +107,7 @@ def test_an_upload_reaches_every_candidate_once_through_two_workers(
     response = httpx.post(
         f"{api_url}/send-emails",
         files={"file": ("hires.xlsx", data, "application/octet-stream")},
+        headers=AUTH,
         timeout=60,
     )
     smtp.wait_for(CANDIDATES, timeout_s=120)

@@ -195,6 +195,8 @@ DECODE_CHUNK_BYTES: Final = 1 << 20
 XML_CHUNK_BYTES: Final = 4 << 20
 
 ZIP_MAGIC: Final = b"PK\x03\x04"
+# Below this many unpacked bytes a workbook's packing ratio is not judged.
+RATIO_CHECK_FROM_BYTES: Final = 16 * 1024 * 1024
 OLE_MAGIC: Final = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # An Excel file saved with a password is an OLE container with this stream.
 ENCRYPTED_PACKAGE: Final = "EncryptedPackage".encode("utf-16-le")
@@ -267,6 +269,10 @@ class RosterOptions:
     day_first: bool = True
     # Start dates before this day get a note; None means the day of reading.
     today: date | None = None
+    # A workbook is a zip: one that would unpack to more than this, or this
+    # many times its packed size, is refused before it is unpacked.
+    max_unpacked_bytes: int = 1024 * 1024 * 1024
+    max_unpack_ratio: float = 200.0
 
 
 DEFAULT_OPTIONS: Final = RosterOptions()
@@ -320,6 +326,7 @@ def open_roster(data: bytes, options: RosterOptions = DEFAULT_OPTIONS) -> Roster
     if data.startswith(OLE_MAGIC):
         return _open_workbook(data, "xls", options)
     if data.startswith(ZIP_MAGIC):
+        _check_unpacked_size(data, options)
         return _open_workbook(data, _zip_kind(data), options)
     return _open_csv(data, options)
 
@@ -340,6 +347,42 @@ class _Source:
     date1904: bool = False
     # Says why an empty-looking cell is empty, where the format lets us know.
     explain_empty: Callable[[int, int], str | None] | None = None
+
+
+def _check_unpacked_size(data: bytes, options: RosterOptions) -> None:
+    """Refuse a decompression bomb by the sizes its zip directory declares.
+
+    Nothing is unpacked here. The ratio is judged only past a few megabytes:
+    a small file that packs well can do no harm.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise RosterUnreadable(f"the file is damaged: {exc}") from exc
+
+    unpacked = sum(member.file_size for member in members)
+    packed = max(sum(member.compress_size for member in members), 1)
+    if unpacked > options.max_unpacked_bytes:
+        raise RosterUnreadable(
+            f"it unpacks to {_megabytes(unpacked)}, more than the"
+            f" {_megabytes(options.max_unpacked_bytes)} a roster may unpack to;"
+            " split the roster, or remove pictures and unused sheets"
+        )
+    if (
+        unpacked > RATIO_CHECK_FROM_BYTES
+        and unpacked / packed > options.max_unpack_ratio
+    ):
+        raise RosterUnreadable(
+            f"it unpacks to {_megabytes(unpacked)} from {_megabytes(packed)},"
+            f" {unpacked / packed:,.0f} times its size, where a spreadsheet"
+            f" unpacks to at most {options.max_unpack_ratio:,.0f} times; it looks"
+            " like a decompression bomb, not a roster"
+        )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:,.1f} MB"
 
 
 def _zip_kind(data: bytes) -> str:

@@ -27,6 +27,11 @@ from offerletters.ledger import Ledger, LetterRecord, LetterState
 # Letters read from the ledger per query when a test reads a whole batch.
 LEDGER_PAGE = 1000
 
+# The API key every test's settings carry (see make_settings), and the header
+# that presents it.
+TEST_API_KEY = "test-key-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TEST_API_KEY}"}
+
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The process environment carrying these settings as OFFERLETTERS_* variables."""
@@ -139,10 +144,18 @@ async def read_ledger(
 
 
 @contextlib.asynccontextmanager
-async def in_process_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan running, reached in-process over ASGI."""
+async def in_process_api(
+    settings: Settings, *, api_key: str | None = TEST_API_KEY
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan running, reached in-process over ASGI.
+
+    The client sends `api_key` with every request; None sends no key.
+    """
     app = create_app(settings)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key is not None else {}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
-            yield c
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api", headers=headers
+        ) as client:
+            yield client

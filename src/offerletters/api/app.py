@@ -2,7 +2,8 @@
 
 With Kafka configured the app only publishes; workers deliver. In embedded
 mode the app also runs the delivery loop in its own event loop, so one process
-does everything.
+does everything. Every route but the probes, /metrics and the OpenAPI page
+needs an API key, checked before a request's body is read.
 """
 
 from __future__ import annotations
@@ -10,30 +11,32 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Security
+from prometheus_client import make_asgi_app
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from offerletters.api import batches
+from offerletters.api import batches, health, problems
+from offerletters.api.middleware import RequestContext, UploadLimit
 from offerletters.api.routes import router
-from offerletters.api.schemas import RosterRejectedOut, row_error_out
+from offerletters.api.schemas import Problem
+from offerletters.api.security import ApiKeys, RequireApiKey, require_api_key
 from offerletters.config import Settings
 from offerletters.embedded import running_embedded
-from offerletters.errors import (
-    OfferLettersError,
-    QueueUnavailable,
-    RosterTooLarge,
-    RosterUnreadable,
-    TemplateProblem,
-)
-from offerletters.ledger import Ledger, LedgerUnavailable
+from offerletters.ledger import Ledger
 from offerletters.letters import LetterTemplates
 from offerletters.queue import DeadLetterKeeper, Publisher
 from offerletters.queue.kafka import KafkaDeadLetters, KafkaPublisher
-from offerletters.roster import RosterRejected
 
 log = structlog.get_logger(__name__)
+
+# Documented on every route that needs a key.
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "No API key was sent, or not a valid one."}
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +51,67 @@ class Services:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """Build the app; nothing connects until the server starts it."""
+    """Build the app; nothing connects until the server starts it.
+
+    Raises ConfigError at once when the API would have no keys and dev mode
+    is off, so the command fails before the server starts listening.
+    """
+    keys = ApiKeys.from_settings(settings)
     app = FastAPI(
         title="offerletters",
         summary="Send a personalised offer letter to every candidate in a roster.",
         lifespan=lambda app: _lifespan(app, settings),
     )
-    app.include_router(router)
-    app.include_router(batches.router)
-    app.add_exception_handler(OfferLettersError, _answer_error)  # type: ignore[arg-type]  # Starlette types handlers loosely
+    protected = [Security(require_api_key)]
+    app.include_router(health.router)
+    app.include_router(router, dependencies=protected, responses=UNAUTHORIZED)
+    app.include_router(batches.router, dependencies=protected, responses=UNAUTHORIZED)
+    app.router.routes.append(
+        Route(
+            "/metrics",
+            _AsgiEndpoint(make_asgi_app()),
+            methods=["GET"],
+            include_in_schema=False,
+        )
+    )
+    app.state.readiness = health.SharedCheck()
+    problems.install(app, settings)
+
+    # Added innermost first. A request meets the request id (and the last
+    # resort for errors) first, then the key check, then the upload cap: so
+    # nothing of a body is read before its key is known good.
+    app.add_middleware(UploadLimit, max_upload_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequireApiKey, keys=keys)
+    app.add_middleware(RequestContext, dev_mode=settings.dev_mode)
     return app
+
+
+class _AsgiEndpoint:
+    """An ASGI app that Starlette routes to as an app, not a request handler.
+
+    prometheus_client's app is a plain function, which a Route would call
+    with a Request; mounted instead, it would answer /metrics only with a
+    redirect to /metrics/.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
 
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    if settings.dev_mode:
+        log.warning(
+            "auth_disabled",
+            setting="OFFERLETTERS_DEV_MODE",
+            effect="every route answers without an API key",
+            fix="never run like this where others can reach the port;"
+            " set OFFERLETTERS_API_KEYS and turn dev mode off",
+        )
+
     templates = LetterTemplates.load(
         settings.templates_dir, locale=settings.locale, currency=settings.currency
     )
@@ -83,27 +133,3 @@ async def _lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
                 settings, templates, publisher, ledger, dead_letters
             )
             yield
-
-
-# Which status each of our errors answers with; anything else is a 500.
-_STATUS_FOR = {
-    RosterUnreadable: 400,
-    RosterTooLarge: 413,
-    TemplateProblem: 422,
-    QueueUnavailable: 503,
-    LedgerUnavailable: 503,
-}
-
-
-async def _answer_error(request: Request, exc: OfferLettersError) -> JSONResponse:
-    """Our own errors become clear JSON answers, never a stack trace."""
-    if isinstance(exc, RosterRejected):
-        rejected = RosterRejectedOut(
-            detail=str(exc), errors=[row_error_out(e) for e in exc.errors]
-        )
-        return JSONResponse(rejected.model_dump(), status_code=422)
-
-    status = next((s for t, s in _STATUS_FOR.items() if isinstance(exc, t)), 500)
-    if status == 500:
-        log.error("request_failed", error=type(exc).__name__)
-    return JSONResponse({"detail": str(exc)}, status_code=status)

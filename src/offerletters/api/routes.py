@@ -1,4 +1,4 @@
-"""The HTTP routes: upload a roster to send its letters, and a health check."""
+"""The roster routes: upload a roster to send its letters, or to preview them."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from fastapi import (
 
 from offerletters.api.schemas import (
     BatchAccepted,
-    Health,
     LetterOut,
     PreviewOut,
     Problem,
@@ -142,12 +141,6 @@ async def preview(
             for letter in shown.letters
         ],
     )
-
-
-@router.get("/healthz", response_model=Health, summary="Is the API process alive")
-async def healthz(request: Request) -> Health:
-    settings = request.app.state.services.settings
-    return Health(mode="embedded" if settings.embedded else "kafka")
 
 
 async def _roster_bytes(

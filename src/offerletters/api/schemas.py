@@ -83,6 +83,10 @@ class Problem(BaseModel):
     """A request that could not be served, and why."""
 
     detail: str
+    request_id: str | None = Field(
+        default=None,
+        description="Names the request in the server's logs; on 5xx answers.",
+    )
 
 
 class BatchOut(BaseModel):
@@ -123,3 +127,25 @@ class RetryOut(BaseModel):
 class Health(BaseModel):
     status: str = "ok"
     mode: str = Field(description="'kafka' or 'embedded'.")
+
+
+class Ready(BaseModel):
+    """Every check passed: the API can take uploads now."""
+
+    status: str = "ready"
+    mode: str = Field(description="'kafka' or 'embedded'.")
+    checks: list[str] = Field(description="The checks that passed.")
+
+
+class CheckFailed(BaseModel):
+    """One readiness check that failed, and why."""
+
+    check: str = Field(description="'ledger' or 'kafka'.")
+    reason: str
+
+
+class NotReady(BaseModel):
+    """At least one check failed: send no uploads here until it passes."""
+
+    detail: str
+    problems: list[CheckFailed]

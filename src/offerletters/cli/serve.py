@@ -17,12 +17,15 @@ from offerletters.worker import run_worker
 def api(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the HTTP API until interrupted."""
     app = create_app(settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None)
+    # Our own request_done events replace uvicorn's access lines, which
+    # would log query strings.
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
     return EXIT_OK
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:
     """Deliver letters from Kafka until SIGTERM or Ctrl-C, then stop cleanly."""
+
     async def work() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

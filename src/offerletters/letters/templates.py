@@ -142,7 +142,8 @@ class LetterTemplates:
 
         listed = ", ".join(f"{name} ({self._uses[name].where})" for name in unknown)
         raise TemplateProblem(
-            f"the templates in {self.directory} use {listed}, which the roster"
+            # The folder's name only: the server's paths stay out of answers.
+            f"the templates in {self.directory.name}/ use {listed}, which the roster"
             f" does not have; available: {', '.join(sorted(known))}. Add the"
             " column, fix the name, or wrap its use in"
             " {% if ... is defined %}"
