@@ -6,14 +6,20 @@ import time.
 
 from __future__ import annotations
 
+import logging
 from email.headerregistry import Address
 from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, model_validator
+from babel import Locale, UnknownLocaleError
+from babel.numbers import is_currency
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from offerletters.sealing import Keyring
 
 
 class SmtpSecurity(StrEnum):
@@ -31,6 +37,13 @@ DEFAULT_SMTP_PORTS = {
     SmtpSecurity.TLS: 465,
 }
 
+# Ports whose protocol is fixed by convention: 465 speaks TLS from the first
+# byte (RFC 8314), 587 starts in plain text and upgrades with STARTTLS.
+IMPLICIT_TLS_PORT = 465
+SUBMISSION_PORT = 587
+
+LOG_FORMATS = ("auto", "json", "console")
+
 
 class Settings(BaseSettings):
     """Everything offerletters can be told, validated at start-up."""
@@ -39,6 +52,8 @@ class Settings(BaseSettings):
         env_prefix="OFFERLETTERS_",
         env_file=".env",
         extra="ignore",
+        # A rejected value may be a password or a key: never echo inputs.
+        hide_input_in_errors=True,
     )
 
     # Kafka. No bootstrap servers means embedded mode: an in-process queue.
@@ -112,6 +127,137 @@ class Settings(BaseSettings):
     # "auto": JSON lines unless stderr is a terminal; or "json", "console".
     log_format: str = "auto"
 
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _upper_currency(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("currency")
+    @classmethod
+    def _check_currency(cls, value: str) -> str:
+        if not is_currency(value):
+            raise _problem(
+                f"{value!r} is not an ISO 4217 currency code Babel knows;"
+                " write it like USD, EUR or GBP"
+            )
+        return value
+
+    @field_validator("locale")
+    @classmethod
+    def _check_locale(cls, value: str) -> str:
+        try:
+            Locale.parse(value)
+        except (UnknownLocaleError, ValueError):
+            raise _problem(
+                f"{value!r} is not a locale Babel knows; write it like en_US,"
+                " de_DE or pt_BR (underscore, not hyphen)"
+            ) from None
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in logging.getLevelNamesMapping():
+            raise _problem(
+                f"{value!r} is not a log level; use DEBUG, INFO, WARNING or ERROR"
+            )
+        return level
+
+    @field_validator("log_format")
+    @classmethod
+    def _check_log_format(cls, value: str) -> str:
+        fmt = value.strip().lower()
+        if fmt not in LOG_FORMATS:
+            raise _problem(
+                f"{value!r} is not a log format; use auto (JSON unless on a"
+                " terminal), json or console"
+            )
+        return fmt
+
+    @field_validator("payload_keys")
+    @classmethod
+    def _check_payload_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                Keyring.parse(value.get_secret_value())
+            except ValueError as exc:
+                raise _problem(str(exc)) from None  # the cause may quote a key
+        return value
+
+    @model_validator(mode="after")
+    def _check_smtp(self) -> Self:
+        """Refuse SMTP settings that cannot work together, naming the fix."""
+        problems = [*self._port_problems(), *self._login_problems()]
+        if problems:
+            raise _problem("; ".join(problems))
+
+        return self
+
+    @model_validator(mode="after")
+    def _check_topics(self) -> Self:
+        # Dead letters written to the letters topic would be read again, and
+        # an unreadable record set aside there would circle for ever.
+        if self.dead_letter_topic == self.kafka_topic:
+            raise _problem(
+                "OFFERLETTERS_KAFKA_DEAD_LETTER_TOPIC is the letters topic"
+                f" {self.kafka_topic!r}; leave it unset (the letters topic plus"
+                " '.dead') or name another topic"
+            )
+        return self
+
+    def _port_problems(self) -> list[str]:
+        port, security = self.smtp_port, self.smtp_security
+        if port == IMPLICIT_TLS_PORT and security is SmtpSecurity.STARTTLS:
+            return [
+                f"port {port} expects implicit TLS: set"
+                " OFFERLETTERS_SMTP_SECURITY=tls, or use port 587 for starttls"
+            ]
+        if port == SUBMISSION_PORT and security is SmtpSecurity.TLS:
+            return [
+                f"port {port} expects STARTTLS: set"
+                " OFFERLETTERS_SMTP_SECURITY=starttls, or use port 465 for tls"
+            ]
+        return []
+
+    def _login_problems(self) -> list[str]:
+        problems = []
+        if self.smtp_oauth_token and self.smtp_oauth_token_command:
+            problems.append(
+                "OFFERLETTERS_SMTP_OAUTH_TOKEN and"
+                " OFFERLETTERS_SMTP_OAUTH_TOKEN_COMMAND are both set; keep one"
+                " (the command, for tokens that expire)"
+            )
+        oauth = self.smtp_oauth_token or self.smtp_oauth_token_command
+        if self.smtp_password and not self.smtp_username:
+            problems.append(
+                "OFFERLETTERS_SMTP_PASSWORD is set without"
+                " OFFERLETTERS_SMTP_USERNAME; set the username to log in as"
+            )
+        elif oauth and not self.smtp_username:
+            problems.append(
+                "an SMTP OAuth token is set without OFFERLETTERS_SMTP_USERNAME;"
+                " set it to the mailbox the token belongs to"
+            )
+
+        # Without a host nothing is sent, so stored credentials go nowhere.
+        logs_in = self.smtp_password or oauth
+        plaintext = self.smtp_security is SmtpSecurity.NONE
+        if (
+            self.smtp_host
+            and logs_in
+            and plaintext
+            and not self.smtp_allow_plaintext_auth
+        ):
+            problems.append(
+                "SMTP login would cross an unencrypted connection"
+                " (OFFERLETTERS_SMTP_SECURITY=none): set"
+                " OFFERLETTERS_SMTP_SECURITY=starttls (port 587) or tls (port 465),"
+                " or OFFERLETTERS_SMTP_ALLOW_PLAINTEXT_AUTH=true for a trusted"
+                " local relay"
+            )
+        return problems
+
     @model_validator(mode="after")
     def _check_sender(self) -> Self:
         for name in ("sender", "reply_to"):
@@ -144,3 +290,8 @@ class Settings(BaseSettings):
         """The From header as a structured address (name and mailbox)."""
         name, address = parseaddr(self.sender)
         return Address(display_name=name, addr_spec=address)
+
+
+def _problem(message: str) -> PydanticCustomError:
+    """A validation error that prints as exactly this message, no prefix."""
+    return PydanticCustomError("settings", message)

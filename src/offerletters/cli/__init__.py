@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_settings_problem(exc), file=sys.stderr)
         return EXIT_CONFIG
 
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     try:
         code: int = args.command(args, settings)
     except RosterRejected as exc:

@@ -3,7 +3,8 @@
 Every batch is published inside one Kafka transaction and workers read with
 `read_committed`, so a batch that fails half-way (a bad row, a crash) is never
 seen by any worker. Offsets are committed by hand, only after the handler has
-given every letter up to them an outcome.
+given every letter up to them an outcome. With payload keys configured each
+letter is sealed (see offerletters.sealing) and its key id rides in a header.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from pydantic import ValidationError
 
 from offerletters.config import Settings
-from offerletters.errors import QueueUnavailable
+from offerletters.errors import ConfigError, QueueUnavailable
 from offerletters.ledger import LetterOutcome
 from offerletters.letters import Letter
+from offerletters.logs import mask_addresses
 from offerletters.queue import Handler
 from offerletters.queue.offsets import OffsetTracker, Ticket
+from offerletters.sealing import Keyring, Sealed, SealError
 
 log = structlog.get_logger(__name__)
 
@@ -41,10 +44,25 @@ MAX_BATCH_BYTES = 512 * 1024
 FETCH_TIMEOUT_MS = 500
 # Finished offsets are committed this often, and whenever partitions move.
 COMMIT_INTERVAL_S = 1.0
+# How long a consumer outside a group waits to learn a topic's partitions.
+METADATA_WAIT_S = 30.0
+METADATA_POLL_S = 0.05
+
+# Record headers. `kid` names the payload key that sealed the value; no `kid`
+# means plain JSON. A record no worker could read is copied as it is to the
+# dead-letter topic with `undecodable` (why) and `source` (topic/partition/
+# offset it came from), for a person to look at; retries never pick it up.
+KID_HEADER = "kid"
+UNDECODABLE_HEADER = "undecodable"
+SOURCE_HEADER = "source"
 
 
 async def ensure_topic(settings: Settings) -> None:
-    """Create the letters and dead-letter topics when missing; keep existing ones."""
+    """Create the letters and dead-letter topics when missing; keep existing ones.
+
+    With `kafka_create_topics` off, a missing topic is a ConfigError naming
+    the topic and how to create it.
+    """
     wanted = [
         NewTopic(
             name=settings.kafka_topic,
@@ -62,16 +80,33 @@ async def ensure_topic(settings: Settings) -> None:
     try:
         await admin.start()
         existing = set(await admin.list_topics())
-        for topic in wanted:
-            if topic.name not in existing:
-                await _create_topic(admin, topic)
-                log.info(
-                    "topic_created", topic=topic.name, partitions=topic.num_partitions
-                )
+        missing = [topic for topic in wanted if topic.name not in existing]
+        if missing and not settings.kafka_create_topics:
+            raise _topics_missing(settings, missing)
+
+        for topic in missing:
+            await _create_topic(admin, topic)
+            log.info("topic_created", topic=topic.name, partitions=topic.num_partitions)
     except KafkaError as exc:
         raise _unavailable(settings, exc) from exc
     finally:
         await admin.close()
+
+
+def _topics_missing(settings: Settings, missing: Sequence[NewTopic]) -> ConfigError:
+    servers = settings.kafka_bootstrap_servers
+    how = "; ".join(
+        f"kafka-topics.sh --bootstrap-server {servers} --create --topic {t.name}"
+        f" --partitions {t.num_partitions}"
+        f" --replication-factor {t.replication_factor}"
+        for t in missing
+    )
+    names = ", ".join(repr(t.name) for t in missing)
+    return ConfigError(
+        f"Kafka topic {names} does not exist at {servers} and"
+        " OFFERLETTERS_KAFKA_CREATE_TOPICS is off: create it"
+        f" ({how}), or set OFFERLETTERS_KAFKA_CREATE_TOPICS=true"
+    )
 
 
 async def _create_topic(admin: AIOKafkaAdminClient, topic: NewTopic) -> None:
@@ -82,11 +117,92 @@ async def _create_topic(admin: AIOKafkaAdminClient, topic: NewTopic) -> None:
             raise KafkaError(f"creating topic {topic.name} failed with error {code}")
 
 
+class _Undecodable(Exception):
+    """A record that is not a letter this process can read; no content inside."""
+
+    def __init__(self, reason: str, *, kid: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kid = kid
+
+
+class LetterCodec:
+    """Letters to Kafka values and headers and back, sealed when keys are set.
+
+    Plain JSON (no `kid` header) is always read, so turning sealing on needs
+    no flag day; a sealed record with no keys configured is a ConfigError,
+    as every letter after it would be unreadable too.
+    """
+
+    def __init__(self, keyring: Keyring | None) -> None:
+        self._keyring = keyring
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LetterCodec:
+        if settings.payload_keys is None:
+            return cls(None)
+
+        try:
+            return cls(Keyring.parse(settings.payload_keys.get_secret_value()))
+        except ValueError as exc:
+            raise ConfigError(f"OFFERLETTERS_PAYLOAD_KEYS: {exc}") from None
+
+    def encode(self, letter: Letter) -> tuple[bytes, list[tuple[str, bytes]]]:
+        """The record value and headers that carry this letter."""
+        plain = letter.model_dump_json().encode()
+        if self._keyring is None:
+            return plain, []
+
+        sealed = self._keyring.seal(plain, letter_id=letter.letter_id)
+        return sealed.value, [(KID_HEADER, sealed.kid.encode())]
+
+    def decode(self, record: Any) -> Letter:
+        """The letter in a record; _Undecodable or ConfigError when there is none."""
+        kid = _header(record, KID_HEADER)
+        plain: bytes = record.value or b""
+        if kid is not None:
+            plain = self._open(record, kid)
+
+        try:
+            return Letter.model_validate_json(plain)
+        except ValidationError as exc:
+            raise _Undecodable(
+                f"not a letter ({exc.error_count()} problems)", kid=kid
+            ) from None  # the error would quote the content
+
+    def _open(self, record: Any, kid: str) -> bytes:
+        if self._keyring is None:
+            raise ConfigError(
+                f"a letter on Kafka topic {record.topic} is sealed with payload key"
+                f" {kid!r} but OFFERLETTERS_PAYLOAD_KEYS is not set in this"
+                " process: give it the same keys as the process that publishes"
+            )
+
+        try:
+            return self._keyring.open(
+                Sealed(kid, record.value or b""), letter_id=_letter_id(record)
+            )
+        except SealError as exc:
+            raise _Undecodable(exc.reason, kid=kid) from None
+
+
+def _header(record: Any, name: str) -> str | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return bytes(value).decode("utf-8", errors="replace")
+    return None
+
+
+def _letter_id(record: Any) -> str:
+    return record.key.decode("utf-8", errors="replace") if record.key else ""
+
+
 class KafkaPublisher:
     """Publishes batches of letters to the topic, one Kafka transaction each."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._codec = LetterCodec.from_settings(settings)
         self._producer: AIOKafkaProducer | None = None
         # A producer runs one transaction at a time; uploads take turns.
         self._turn = asyncio.Lock()
@@ -132,7 +248,7 @@ class KafkaPublisher:
             try:
                 async with self._producer.transaction():
                     writer = _TransactionWriter(
-                        self._producer, self._settings.kafka_topic
+                        self._producer, self._settings.kafka_topic, self._codec
                     )
                     yield writer
                     await writer.flush()
@@ -143,16 +259,18 @@ class KafkaPublisher:
 class _TransactionWriter:
     """Sends letters without awaiting each one; `flush` awaits them all."""
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+    def __init__(
+        self, producer: AIOKafkaProducer, topic: str, codec: LetterCodec
+    ) -> None:
         self._producer = producer
         self._topic = topic
+        self._codec = codec
         self._pending: list[asyncio.Future[Any]] = []
 
     async def put(self, letter: Letter) -> None:
+        value, headers = self._codec.encode(letter)
         pending = await self._producer.send(
-            self._topic,
-            key=letter.letter_id.encode(),
-            value=letter.model_dump_json().encode(),
+            self._topic, key=letter.letter_id.encode(), value=value, headers=headers
         )
         self._pending.append(pending)
 
@@ -166,6 +284,7 @@ class KafkaDeadLetters:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._codec = LetterCodec.from_settings(settings)
         self._producer: AIOKafkaProducer | None = None
 
     async def __aenter__(self) -> KafkaDeadLetters:
@@ -191,15 +310,19 @@ class KafkaDeadLetters:
         if self._producer is None:
             raise QueueUnavailable("the dead-letter publisher is not started")
 
-        pending = [
-            await self._producer.send(
-                self._settings.dead_letter_topic,
-                key=letter.letter_id.encode(),
-                value=letter.model_dump_json().encode(),
-                headers=[("reply", (outcome.reply or "").encode())],
+        pending = []
+        for letter, outcome in failed:
+            value, headers = self._codec.encode(letter)
+            # Replies often quote the address ("550 <ana@...>: no such user").
+            reply = ("reply", mask_addresses(outcome.reply or "").encode())
+            pending.append(
+                await self._producer.send(
+                    self._settings.dead_letter_topic,
+                    key=letter.letter_id.encode(),
+                    value=value,
+                    headers=[*headers, reply],
+                )
             )
-            for letter, outcome in failed
-        ]
         await asyncio.gather(*pending)
 
     async def find(self, letter_ids: Collection[str]) -> list[Letter]:
@@ -215,7 +338,7 @@ class KafkaDeadLetters:
             await _read_whole_topic(
                 consumer,
                 self._settings.dead_letter_topic,
-                lambda record: _keep_wanted(record, wanted, found),
+                lambda record: _keep_wanted(record, wanted, found, self._codec),
             )
         except KafkaError as exc:
             raise _unavailable(self._settings, exc) from exc
@@ -229,9 +352,7 @@ async def _read_whole_topic(
     consumer: AIOKafkaConsumer, topic: str, take: Callable[[Any], None]
 ) -> None:
     """Feed every record now in the topic to `take`, from the first to the last."""
-    partitions = [
-        TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
-    ]
+    partitions = await _partitions_of(consumer, topic)
     consumer.assign(partitions)
     await consumer.seek_to_beginning(*partitions)
     ends = await consumer.end_offsets(partitions)
@@ -242,10 +363,35 @@ async def _read_whole_topic(
                 take(record)
 
 
-def _keep_wanted(record: Any, wanted: set[str], found: dict[str, Letter]) -> None:
-    letter_id = record.key.decode() if record.key else ""
-    if letter_id in wanted:
-        found[letter_id] = Letter.model_validate_json(record.value)
+async def _partitions_of(
+    consumer: AIOKafkaConsumer, topic: str
+) -> list[TopicPartition]:
+    """Every partition of a topic, for a consumer outside any group.
+
+    A fresh consumer knows no topic's partitions until it tracks the topic;
+    assigning partition 0, which every topic has, makes it fetch them.
+    """
+    consumer.assign([TopicPartition(topic, 0)])
+    deadline = time.monotonic() + METADATA_WAIT_S
+    while (ids := consumer.partitions_for_topic(topic)) is None:
+        if time.monotonic() > deadline:
+            raise KafkaError(f"no partitions known for topic {topic}")
+        await asyncio.sleep(METADATA_POLL_S)
+
+    return [TopicPartition(topic, p) for p in sorted(ids)]
+
+
+def _keep_wanted(
+    record: Any, wanted: set[str], found: dict[str, Letter], codec: LetterCodec
+) -> None:
+    letter_id = _letter_id(record)
+    if letter_id not in wanted or _header(record, UNDECODABLE_HEADER) is not None:
+        return
+
+    try:
+        found[letter_id] = codec.decode(record)
+    except _Undecodable as exc:
+        _log_undecodable(record, exc)
 
 
 class KafkaSource:
@@ -255,11 +401,20 @@ class KafkaSource:
     task, so a letter waiting on a retry never holds up the letters behind
     it; at most `capacity` letters are in hand at once. Offsets are committed
     as groups finish, never past a group that is still open.
+
+    A record that is not a readable letter (sealed with an unknown key,
+    altered, not JSON) is logged as `message_undecodable` with its key id and
+    copied as it is to the dead-letter topic before its offset may be
+    committed: skipping it would lose the letter, and waiting on it would stop
+    its partition for good.
     """
 
     def __init__(self, settings: Settings, *, name: str = "consumer") -> None:
         self._settings = settings
         self._name = name
+        self._codec = LetterCodec.from_settings(settings)
+        self._set_aside_producer: AIOKafkaProducer | None = None
+        self._set_aside_lock = asyncio.Lock()
         self._capacity = settings.worker_concurrency
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._groups: set[asyncio.Task[None]] = set()
@@ -297,6 +452,7 @@ class KafkaSource:
                 group.cancel()
             await self._commit(consumer)
             await consumer.stop()
+            await self._stop_set_aside()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -340,10 +496,9 @@ class KafkaSource:
         self, tp: TopicPartition, records: list[Any], handle: Handler
     ) -> None:
         ticket = self._tracker.add(tp, records[-1].offset + 1)
-        letters = [letter for r in records if (letter := self._decode(r)) is not None]
         self._in_hand += len(records)
 
-        group = asyncio.create_task(handle(letters))
+        group = asyncio.create_task(self._deliver(records, handle))
         self._groups.add(group)
         group.add_done_callback(
             lambda done: self._group_done(done, ticket, len(records))
@@ -378,8 +533,12 @@ class KafkaSource:
     async def _wait_for_groups(
         self, partitions: Sequence[TopicPartition] | None = None
     ) -> None:
-        """Wait until no group of these partitions (or of any) is open."""
-        while self._tracker.unfinished(partitions):
+        """Wait until no group of these partitions (or of any) is open.
+
+        A group that failed stays open in the tracker, so its offsets are
+        never committed; once no group task runs, there is nothing to wait for.
+        """
+        while self._tracker.unfinished(partitions) and self._groups:
             self._room.clear()
             await self._room.wait()
 
@@ -390,18 +549,77 @@ class KafkaSource:
             await asyncio.shield(consumer.commit(offsets))
             log.debug("offsets_committed", consumer=self._name, partitions=len(offsets))
 
-    def _decode(self, record: Any) -> Letter | None:
-        """The letter in a record; a record that is not one is logged and passed."""
-        try:
-            return Letter.model_validate_json(record.value)
-        except ValidationError as exc:
-            log.error(
-                "message_undecodable",
-                partition=record.partition,
-                offset=record.offset,
-                errors=exc.error_count(),
+    async def _deliver(self, records: list[Any], handle: Handler) -> None:
+        """Hand the readable letters on; set the unreadable records aside first."""
+        letters: list[Letter] = []
+        unreadable: list[tuple[Any, _Undecodable]] = []
+        for record in records:
+            try:
+                letters.append(self._codec.decode(record))
+            except _Undecodable as exc:
+                _log_undecodable(record, exc, kept_in=self._settings.dead_letter_topic)
+                unreadable.append((record, exc))
+
+        if unreadable:
+            await self._set_aside(unreadable)
+        if letters:
+            await handle(letters)
+
+    async def _set_aside(self, unreadable: list[tuple[Any, _Undecodable]]) -> None:
+        """Copy records as they are to the dead-letter topic; return once stored."""
+        producer = await self._set_aside_producer_started()
+        pending = [
+            await producer.send(
+                self._settings.dead_letter_topic,
+                key=record.key,
+                value=record.value,
+                headers=[
+                    *(record.headers or ()),
+                    (UNDECODABLE_HEADER, exc.reason.encode()),
+                    (SOURCE_HEADER, _source(record).encode()),
+                ],
             )
-            return None
+            for record, exc in unreadable
+        ]
+        await asyncio.gather(*pending)
+
+    async def _set_aside_producer_started(self) -> AIOKafkaProducer:
+        """Started on the first unreadable record; most runs never need it."""
+        async with self._set_aside_lock:
+            if self._set_aside_producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                    enable_idempotence=True,
+                )
+                try:
+                    await producer.start()
+                except KafkaError:
+                    await producer.stop()
+                    raise
+                self._set_aside_producer = producer
+
+            return self._set_aside_producer
+
+    async def _stop_set_aside(self) -> None:
+        producer, self._set_aside_producer = self._set_aside_producer, None
+        if producer is not None:
+            await producer.stop()
+
+
+def _log_undecodable(record: Any, exc: _Undecodable, **fields: str) -> None:
+    """Where the record is and why it cannot be read; never what it holds."""
+    log.error(
+        "message_undecodable",
+        source=_source(record),
+        letter_id=_letter_id(record),
+        kid=exc.kid,
+        reason=exc.reason,
+        **fields,
+    )
+
+
+def _source(record: Any) -> str:
+    return f"{record.topic}/{record.partition}/{record.offset}"
 
 
 class _SettleOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
