@@ -1,18 +1,29 @@
-"""The mailer against a real SMTP server: pooling, reconnects, reply classes, outbox."""
+"""The mailer against a real SMTP server: pooling, reconnects, reply classes,
+TLS checks, logins (password, XOAUTH2), outbox."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email
 import email.policy
+import ipaddress
+import shlex
+import ssl
+import sys
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from offerletters import mailer as mailer_module
 from offerletters.config import Settings
 from offerletters.errors import DeliveryFailed
 from offerletters.letters import Letter, letter_id_for, message_id_for
-from offerletters.mailer import OutboxMailer, SmtpMailer
+from offerletters.mailer import OAuthToken, OutboxMailer, SmtpMailer
 from tests.conftest import MakeSettings
 from tests.support.smtp import SmtpSink, running_sink
 
@@ -192,3 +203,182 @@ async def test_a_hang_up_after_acceptance_counts_as_delivered(
 
     assert "accepted" in reply
     assert len(smtp.received) == 1
+
+
+def self_signed_context(tmp_path: Path) -> ssl.SSLContext:
+    """A server TLS context with a fresh self-signed certificate for 127.0.0.1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sink.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "sink.crt", tmp_path / "sink.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+async def test_an_unverifiable_certificate_is_refused_by_default(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """STARTTLS to a self-signed server fails unless certificate checks are off."""
+    with running_sink(starttls=self_signed_context(tmp_path)) as sink:
+        settings = make_settings(
+            smtp_host=sink.host, smtp_port=sink.port, smtp_security="starttls"
+        )
+        mailer = SmtpMailer(settings)
+        with pytest.raises(DeliveryFailed) as refused:
+            await mailer.send(make_letter(1))
+        await mailer.stop()
+
+        trusting = SmtpMailer(
+            settings.model_copy(update={"smtp_validate_certs": False})
+        )
+        await trusting.send(make_letter(2))
+        await trusting.stop()
+
+        assert refused.value.retriable
+        assert "certificate" in refused.value.reply.lower()
+        assert [r.recipients for r in sink.received] == [["candidate2@example.com"]]
+
+
+async def test_a_password_logs_in_with_plain_auth(make_settings: MakeSettings) -> None:
+    """Username and password log in (AUTH PLAIN) before the letter goes out."""
+    with running_sink(auth=True) as sink:
+        sink.recorder.passwords["hr@acme.example"] = "s3cret"
+        settings = make_settings(
+            smtp_host=sink.host,
+            smtp_port=sink.port,
+            smtp_username="hr@acme.example",
+            smtp_password="s3cret",  # noqa: S106  # the test server's own login
+            smtp_allow_plaintext_auth=True,
+        )
+        mailer = SmtpMailer(settings)
+        await mailer.send(make_letter(1))
+        await mailer.stop()
+
+        assert sink.logins == [("PLAIN", "hr@acme.example")]
+        assert len(sink.received) == 1
+
+
+async def test_a_configured_oauth_token_logs_in_with_xoauth2(
+    make_settings: MakeSettings,
+) -> None:
+    """OFFERLETTERS_SMTP_OAUTH_TOKEN logs in with AUTH XOAUTH2 as the username."""
+    with running_sink(auth=True) as sink:
+        sink.recorder.oauth_tokens["hr@acme.example"] = "ya29.token"
+        settings = make_settings(
+            smtp_host=sink.host,
+            smtp_port=sink.port,
+            smtp_username="hr@acme.example",
+            smtp_oauth_token="ya29.token",  # noqa: S106  # the test server's token
+            smtp_allow_plaintext_auth=True,
+        )
+        mailer = SmtpMailer(settings)
+        await mailer.send(make_letter(1))
+        await mailer.stop()
+
+        assert sink.logins == [("XOAUTH2", "hr@acme.example")]
+        assert len(sink.received) == 1
+
+
+def token_command(tmp_path: Path, *tokens: str) -> tuple[str, Path]:
+    """A command printing the given tokens in turn, one per run; and its run log."""
+    runs = tmp_path / "runs"
+    script = tmp_path / "token.py"
+    script.write_text(
+        "import pathlib, sys\n"
+        f"runs = pathlib.Path({str(runs)!r})\n"
+        "done = runs.read_text().count('.') if runs.exists() else 0\n"
+        "runs.write_text('.' * (done + 1))\n"
+        f"tokens = {list(tokens)!r}\n"
+        "print(tokens[min(done, len(tokens) - 1)])\n"
+    )
+    return shlex.join([sys.executable, str(script)]), runs
+
+
+def runs_of(runs: Path) -> int:
+    return len(runs.read_text()) if runs.exists() else 0
+
+
+async def test_a_refused_oauth_token_is_fetched_again_and_then_reused(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """The token command's token is kept for later connections; when the server
+    refuses it the letter may be retried, and the next login runs the command
+    again."""
+    command, runs = token_command(tmp_path, "expired", "fresh")
+    with running_sink(auth=True) as sink:
+        sink.recorder.oauth_tokens["hr@acme.example"] = "fresh"
+        settings = make_settings(
+            smtp_host=sink.host,
+            smtp_port=sink.port,
+            smtp_connections=3,
+            smtp_username="hr@acme.example",
+            smtp_oauth_token_command=command,
+            smtp_allow_plaintext_auth=True,
+        )
+        mailer = SmtpMailer(settings)
+        with pytest.raises(DeliveryFailed) as refused:
+            await mailer.send(make_letter(1))
+        await asyncio.gather(*(mailer.send(make_letter(row)) for row in range(2, 8)))
+        await mailer.stop()
+
+        assert refused.value.retriable
+        assert refused.value.reply.startswith("535")
+        assert runs_of(runs) == 2
+        assert len(sink.logins) == sink.recorder.connections - 1
+        assert len(sink.received) == 6
+
+
+async def test_a_command_token_is_kept_for_minutes_then_renewed(
+    tmp_path: Path,
+) -> None:
+    """Within OAUTH_TOKEN_REUSE_S the command runs once; after it, again."""
+    command, runs = token_command(tmp_path, "first", "second")
+    now = [0.0]
+    token = OAuthToken(command=command, clock=lambda: now[0])
+
+    assert [await token(), await token()] == ["first", "first"]
+    now[0] += mailer_module.OAUTH_TOKEN_REUSE_S + 1
+    assert await token() == "second"
+    assert runs_of(runs) == 2
+
+
+async def test_a_failing_token_command_is_a_retriable_failure_that_hides_it(
+    tmp_path: Path,
+) -> None:
+    """A command that exits non-zero fails the login without quoting the command."""
+    secret = "--client-secret=hunter2"  # noqa: S105  # a made-up secret to look for
+    token = OAuthToken(
+        command=shlex.join([sys.executable, "-c", "raise SystemExit(3)", secret])
+    )
+
+    with pytest.raises(DeliveryFailed) as failed:
+        await token()
+
+    assert failed.value.retriable
+    assert "exited with 3" in failed.value.reply
+    assert "hunter2" not in failed.value.reply

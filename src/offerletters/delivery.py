@@ -18,6 +18,12 @@ from offerletters.ledger import Ledger, LetterOutcome, LetterState
 from offerletters.letters import Letter
 from offerletters.logs import mask_email
 from offerletters.mailer import Mailer
+from offerletters.metrics import (
+    LETTERS_FAILED,
+    LETTERS_IN_FLIGHT,
+    LETTERS_RETRIED,
+    LETTERS_SENT,
+)
 from offerletters.outcomes import OutcomeBook
 from offerletters.queue import DeadLetterKeeper
 
@@ -44,8 +50,11 @@ class Delivery:
         self._on_retry = on_retry
 
     async def deliver(self, letter: Letter) -> LetterOutcome:
-        with structlog.contextvars.bound_contextvars(
-            letter_id=letter.letter_id, batch_id=letter.batch_id
+        with (
+            LETTERS_IN_FLIGHT.track_inprogress(),
+            structlog.contextvars.bound_contextvars(
+                letter_id=letter.letter_id, batch_id=letter.batch_id
+            ),
         ):
             attempt = 1
             while True:
@@ -59,6 +68,7 @@ class Delivery:
                     attempt += 1
                     continue
 
+                LETTERS_SENT.inc()
                 log.info(
                     "letter_sent", to=mask_email(letter.recipient), attempt=attempt
                 )
@@ -69,6 +79,7 @@ class Delivery:
     def _failed(
         self, letter: Letter, exc: DeliveryFailed, attempt: int
     ) -> LetterOutcome:
+        LETTERS_FAILED.inc()
         log.error(
             "letter_failed",
             to=mask_email(letter.recipient),
@@ -85,6 +96,7 @@ class Delivery:
     ) -> None:
         ceiling = min(MAX_RETRY_DELAY_S, FIRST_RETRY_DELAY_S * 2 ** (attempt - 1))
         delay_s = random.uniform(ceiling / 2, ceiling)  # noqa: S311  # jitter, not crypto
+        LETTERS_RETRIED.inc()
         log.warning(
             "letter_retrying",
             attempt=attempt,

@@ -21,6 +21,7 @@ from offerletters.config import Settings
 from offerletters.errors import OfferLettersError, RosterTooLarge
 from offerletters.ledger import Ledger
 from offerletters.letters import Letter, LetterTemplates
+from offerletters.metrics import INGEST_ROWS, LETTERS_QUEUED
 from offerletters.queue import BatchWriter, Publisher
 from offerletters.roster import (
     Candidate,
@@ -88,7 +89,11 @@ async def ingest(
             return BatchReceipt(batch_id, known.letters or 0, None, duplicate=True)
         publisher = RecordingPublisher(publisher, ledger, batch_id, data)
 
-    options = options or RosterOptions(max_rows=settings.max_rows)
+    options = options or RosterOptions(
+        max_rows=settings.max_rows,
+        max_unpacked_bytes=settings.max_unpacked_bytes,
+        max_unpack_ratio=settings.max_unpack_ratio,
+    )
     roster = await asyncio.to_thread(open_roster, data, options)
     templates.check(roster.extra_columns.keys())
 
@@ -163,6 +168,9 @@ class RecordingPublisher:
             raise
 
         await self._ledger.mark_published(self._batch_id, letters=writer.count)
+        # Counted here, not in ingest(): previews publish nowhere real.
+        LETTERS_QUEUED.inc(writer.count)
+        INGEST_ROWS.observe(writer.count)
 
     async def _forget(self) -> None:
         try:
