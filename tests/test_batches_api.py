@@ -127,7 +127,7 @@ async def test_refused_letters_are_listed_with_the_reply_and_can_be_retried(
 
     assert batch["states"]["failed"] == 1
     assert [letter["recipient"] for letter in failed] == ["b***@example.com"]
-    assert failed[0]["last_reply"].startswith("550 5.1.1")
+    assert failed[0]["last_reply"] == "550 5.1.1 <b***@example.com>: mailbox unknown"
     assert retried == {"batch_id": batch_id, "requeued": 1, "missing": 0}
     assert after["states"] == {"queued": 0, "retrying": 0, "sent": 3, "failed": 0}
     assert sorted(r.recipients[0] for r in smtp.received) == [

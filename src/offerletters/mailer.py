@@ -28,6 +28,7 @@ import structlog
 from offerletters.config import Settings, SmtpSecurity
 from offerletters.errors import DeliveryFailed
 from offerletters.letters import Letter, build_message
+from offerletters.logs import mask_addresses
 from offerletters.metrics import SMTP_CONNECTIONS_OPEN, SMTP_SEND_SECONDS
 from offerletters.throttle import Permit, Throttle
 
@@ -341,8 +342,14 @@ async def _ready(connection: _Connection) -> None:
 
 
 def _classified(code: int, reply: str) -> DeliveryFailed:
-    """A refusal with its reply: 4xx may pass with time, anything else will not."""
-    return DeliveryFailed(f"{code} {reply}", retriable=code // 100 == TRANSIENT_REPLY)
+    """A refusal with its reply: 4xx may pass with time, anything else will not.
+
+    Servers often quote the address they refuse; the reply is kept in the
+    ledger and shown to HR, so the address in it is masked.
+    """
+    return DeliveryFailed(
+        f"{code} {mask_addresses(reply)}", retriable=code // 100 == TRANSIENT_REPLY
+    )
 
 
 def _overload_signal(cause: BaseException | None) -> str | None:
