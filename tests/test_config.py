@@ -86,6 +86,16 @@ SMTP = {"smtp_host": "smtp.example.com"}
             "OFFERLETTERS_SMTP_PASSWORD is set without OFFERLETTERS_SMTP_USERNAME",
         ),
         (
+            {
+                **SMTP,
+                "smtp_security": "tls",
+                "smtp_username": "u",
+                "smtp_password": SMTP_PASSWORD,
+                "smtp_oauth_token": "tok",
+            },
+            "both OFFERLETTERS_SMTP_PASSWORD and an SMTP OAuth token are set",
+        ),
+        (
             {**SMTP, "smtp_security": "tls", "smtp_oauth_token_command": "t"},
             "an SMTP OAuth token is set without OFFERLETTERS_SMTP_USERNAME",
         ),

@@ -229,6 +229,11 @@ class Settings(BaseSettings):
                 " (the command, for tokens that expire)"
             )
         oauth = self.smtp_oauth_token or self.smtp_oauth_token_command
+        if oauth and self.smtp_password:
+            problems.append(
+                "both OFFERLETTERS_SMTP_PASSWORD and an SMTP OAuth token are set;"
+                " keep the one your provider expects"
+            )
         if self.smtp_password and not self.smtp_username:
             problems.append(
                 "OFFERLETTERS_SMTP_PASSWORD is set without"
