@@ -143,14 +143,18 @@ class Courier:
                 log.info("letter_already_sent", letter_id=letter.letter_id)
         due = [lt for lt in letters if lt.letter_id not in sent_before]
 
-        outcomes = await asyncio.gather(*(self._delivery.deliver(lt) for lt in due))
-        failed = [
-            (letter, outcome)
-            for letter, outcome in zip(due, outcomes, strict=True)
-            if outcome.state is LetterState.FAILED
-        ]
-        if failed:
-            await self._dead_letters.keep(failed)
-        await self._book.record(outcomes)
-
+        outcomes = await asyncio.gather(*(self._deliver_and_record(lt) for lt in due))
         self.counts.update(outcome.state for outcome in outcomes)
+
+    async def _deliver_and_record(self, letter: Letter) -> LetterOutcome:
+        """Deliver one letter and record its outcome as soon as it is known.
+
+        A letter the server accepted is in the ledger one (group-committed)
+        write later, not only once the slowest letter of its group is done:
+        that write is the whole window in which a crash can send it twice.
+        """
+        outcome = await self._delivery.deliver(letter)
+        if outcome.state is LetterState.FAILED:
+            await self._dead_letters.keep([(letter, outcome)])
+        await self._book.record([outcome])
+        return outcome
