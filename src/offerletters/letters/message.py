@@ -80,6 +80,9 @@ def build_message(
     message["Message-ID"] = letter.message_id
     message.set_content(letter.text)
     message.add_alternative(letter.html, subtype="html")
+    # A boundary of our own spares the generator its search for a safe one;
+    # "=_" never occurs in quoted-printable or base64 bodies.
+    message.set_boundary(f"=_offerletters_{letter.letter_id}")
     return message
 
 
