@@ -97,6 +97,7 @@ async def test_one_bad_email_rejects_the_batch_with_its_row(
         (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< >>\nendobj\n", "roster.pdf"),
         (b"", "empty.xlsx"),
         (b"PK\x03\x04 damaged zip", "broken.xlsx"),
+        (b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\n", "text.pdf"),
     ],
 )
 async def test_a_file_that_is_not_a_spreadsheet_gets_a_clear_4xx(

@@ -82,19 +82,36 @@ async def test_the_same_roster_twice_is_sent_once(
     assert len(smtp.received) == 3
 
 
-async def test_an_idempotency_key_names_the_batch(
+async def test_a_fresh_idempotency_key_does_not_send_a_known_roster_again(
     client: httpx.AsyncClient, smtp: SmtpSink
 ) -> None:
-    """A request repeated with the same Idempotency-Key sends nothing again."""
-    headers = {"Idempotency-Key": "hr-2027-q1-upload-7"}
-    first = await upload(client, headers=headers)
+    """The roster's content names its batch: a new key alone sends nothing."""
+    first = await upload(client, headers={"Idempotency-Key": "hr-q1-click-1"})
     await until_done(client, first.json()["batch_id"])
 
-    again = await upload(client, headers=headers)
+    again = await upload(client, headers={"Idempotency-Key": "hr-q1-click-2"})
 
     assert again.status_code == 200
     assert again.json()["batch_id"] == first.json()["batch_id"]
     assert len(smtp.received) == 3
+
+
+async def test_a_new_batch_retried_with_its_key_is_sent_once(
+    client: httpx.AsyncClient, smtp: SmtpSink
+) -> None:
+    """A deliberate new batch repeated with the same key is that same batch."""
+    first = await upload(client)
+    await until_done(client, first.json()["batch_id"])
+    headers = {"Idempotency-Key": "resend-2027-01"}
+
+    resent = await upload(client, headers=headers, params={"new_batch": "true"})
+    await until_done(client, resent.json()["batch_id"])
+    retried = await upload(client, headers=headers, params={"new_batch": "true"})
+
+    assert resent.status_code == 202
+    assert retried.status_code == 200
+    assert retried.json()["batch_id"] == resent.json()["batch_id"]
+    assert len(smtp.received) == 6
 
 
 async def test_new_batch_sends_a_known_roster_again(

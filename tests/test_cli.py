@@ -175,3 +175,32 @@ def test_unusable_settings_name_the_variable(
 
     assert result.returncode == 2
     assert "OFFERLETTERS_SENDER" in result.stderr
+
+
+def test_slashed_dates_read_in_the_configured_order(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """03/04/2027 is 4 March with OFFERLETTERS_DATE_ORDER=mdy, 3 April by default."""
+    path = write_roster(tmp_path / "r.xlsx", candidate(start="03/04/2027"))
+
+    us = run(
+        ["preview", str(path), "--out", "us"], make_settings(date_order="mdy"), tmp_path
+    )
+    eu = run(["preview", str(path), "--out", "eu"], make_settings(), tmp_path)
+
+    assert us.returncode == eu.returncode == 0, us.stdout + eu.stdout
+    assert "4 March 2027" in next((tmp_path / "us").glob("*.html")).read_text()
+    assert "3 April 2027" in next((tmp_path / "eu").glob("*.html")).read_text()
+
+
+def test_the_api_that_cannot_reach_kafka_says_so_in_one_line(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """`api` with an unreachable broker exits 2 naming it, without a traceback."""
+    settings = make_settings(kafka_bootstrap_servers="127.0.0.1:1")
+
+    result = run(["api", "--port", "1"], settings, tmp_path)
+
+    assert result.returncode == 2
+    assert "Kafka at 127.0.0.1:1 is not usable" in result.stderr
+    assert "Traceback" not in result.stderr

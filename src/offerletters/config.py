@@ -11,7 +11,7 @@ from email.headerregistry import Address
 from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import is_currency
@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     roster_path: Path | None = None
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     max_rows: int = Field(default=200_000, ge=1)
+    # How dates written as text with slashes or dots read: 03/04/2027 is
+    # 3 April with "dmy", 4 March with "mdy". ISO dates and date cells are
+    # never ambiguous.
+    date_order: Literal["dmy", "mdy"] = "dmy"
     # A spreadsheet is a zip: refuse one that unpacks to more than this, or
     # that unpacks this many times larger than it is (a decompression bomb).
     max_unpacked_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)

@@ -52,11 +52,14 @@ class BatchReceipt:
     errors: list[RowError] = field(default_factory=list)
 
 
-def batch_id_for(roster: bytes, *, key: str | None = None) -> str:
-    """A batch is named by its roster's content, or by the caller's idempotency
-    key, so sending the same thing again is recognised and not sent twice."""
-    named = key.encode() if key is not None else roster
-    return hashlib.sha256(named).hexdigest()[:32]
+def batch_id_for(roster: bytes, *, salt: str | None = None) -> str:
+    """A batch is named by its roster's content, so sending the same roster
+    again is recognised and nothing is sent twice. A salt (the caller's
+    idempotency key, or a random one) names a deliberate new batch of it."""
+    digest = hashlib.sha256(roster)
+    if salt is not None:
+        digest.update(b"\x00" + salt.encode())
+    return digest.hexdigest()[:32]
 
 
 async def ingest(
@@ -91,6 +94,7 @@ async def ingest(
 
     options = options or RosterOptions(
         max_rows=settings.max_rows,
+        day_first=settings.date_order == "dmy",
         max_unpacked_bytes=settings.max_unpacked_bytes,
         max_unpack_ratio=settings.max_unpack_ratio,
     )

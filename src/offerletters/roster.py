@@ -503,6 +503,11 @@ def _open_csv(data: bytes, options: RosterOptions) -> Roster:
     """Open CSV (or tab-separated) text; the roster's sheet is called "CSV"."""
     encoding = _text_encoding(data)
     sample = data[:CSV_SAMPLE_BYTES].decode(encoding, errors="ignore")
+    if data.startswith(b"%PDF"):
+        raise RosterUnreadable(
+            "this is a PDF, not a spreadsheet; export the roster from its"
+            " spreadsheet program as .xlsx or .csv"
+        )
     if sample.lstrip().startswith("<"):
         raise RosterUnreadable(
             "this is a web page or XML document, not a spreadsheet; open it in"

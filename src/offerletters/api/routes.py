@@ -63,8 +63,9 @@ async def send_emails(
         str | None,
         Header(
             max_length=200,
-            description="Names the batch: a retried request with the same key"
-            " returns the first batch and sends nothing again.",
+            description="With new_batch=true, names the new batch: retrying"
+            " that request with the same key sends nothing again. (Without"
+            " new_batch, the roster's content already names its batch.)",
         ),
     ] = None,
     new_batch: Annotated[
@@ -75,13 +76,16 @@ async def send_emails(
     """Validate the roster, render every letter and queue them all, or none.
 
     Without a `file` field, the roster at OFFERLETTERS_ROSTER_PATH is used.
-    Sending the same roster (or the same Idempotency-Key) again answers 200
-    with the existing batch and sends nothing, unless `new_batch=true`.
+    Sending the same roster again answers 200 with the existing batch and
+    sends nothing, whatever the Idempotency-Key, unless `new_batch=true`.
     """
     services = request.app.state.services
     settings = services.settings
     data = await _roster_bytes(file, settings.roster_path, settings.max_upload_bytes)
-    key = uuid.uuid4().hex if new_batch else idempotency_key
+    # The roster's content names its batch, so a repeat (with or without a
+    # key) finds the first one. Only a deliberate new batch is salted: with
+    # the caller's key, so that retrying that request does not send thrice.
+    salt = (idempotency_key or uuid.uuid4().hex) if new_batch else None
 
     receipt = await ingest(
         data,
@@ -89,7 +93,7 @@ async def send_emails(
         templates=services.templates,
         settings=settings,
         ledger=services.ledger,
-        batch_id=batch_id_for(data, key=key) if key else None,
+        batch_id=batch_id_for(data, salt=salt) if salt else None,
     )
     if receipt.duplicate:
         response.status_code = status.HTTP_200_OK

@@ -21,7 +21,13 @@ from offerletters.cli.shared import (
     print_row_errors,
 )
 from offerletters.config import Settings
-from offerletters.errors import ConfigError, OfferLettersError, QueueUnavailable
+from offerletters.errors import (
+    ConfigError,
+    LedgerUnavailable,
+    OfferLettersError,
+    QueueUnavailable,
+    TemplateProblem,
+)
 from offerletters.roster import RosterRejected
 
 
@@ -42,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print_row_errors(exc.errors)
         return EXIT_REJECTED
-    except (ConfigError, QueueUnavailable) as exc:
+    except (ConfigError, QueueUnavailable, LedgerUnavailable, TemplateProblem) as exc:
         print(f"offerletters: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except OfferLettersError as exc:

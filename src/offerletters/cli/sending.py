@@ -26,7 +26,7 @@ from offerletters.queue.kafka import KafkaPublisher
 def send(args: argparse.Namespace, settings: Settings) -> int:
     """Send a roster: publish to Kafka, or deliver in-process when there is none."""
     data = read_roster(args.roster, settings)
-    batch_id = batch_id_for(data, key=uuid.uuid4().hex) if args.new_batch else None
+    batch_id = batch_id_for(data, salt=uuid.uuid4().hex) if args.new_batch else None
     if settings.embedded:
         return asyncio.run(_send_embedded(data, batch_id, settings))
 
@@ -48,7 +48,8 @@ async def _publish(
                 batch_id=batch_id,
             )
         print_receipt(receipt)
-        print(f"queued on Kafka topic {settings.kafka_topic}; workers deliver them")
+        if not receipt.duplicate:
+            print(f"queued on Kafka topic {settings.kafka_topic}; workers deliver them")
         if not wait:
             return EXIT_OK
 

@@ -14,6 +14,9 @@ import uvicorn
 from offerletters.api import create_app
 from offerletters.cli.shared import EXIT_OK
 from offerletters.config import Settings
+from offerletters.ledger import Ledger
+from offerletters.letters import LetterTemplates
+from offerletters.queue.kafka import ensure_topic
 from offerletters.worker import run_worker
 
 log = structlog.get_logger(__name__)
@@ -27,11 +30,25 @@ EXIT_FORCED = 4
 
 def api(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the HTTP API until interrupted."""
+    # Inside uvicorn a start-up failure is a traceback; checked here first,
+    # it is one line naming the fix, like every other command's.
+    asyncio.run(_preflight(settings))
     app = create_app(settings)
     # Our own request_done events replace uvicorn's access lines, which
     # would log query strings.
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
     return EXIT_OK
+
+
+async def _preflight(settings: Settings) -> None:
+    """Fail before serving when templates, the ledger or Kafka are not usable."""
+    LetterTemplates.load(
+        settings.templates_dir, locale=settings.locale, currency=settings.currency
+    )
+    async with Ledger(settings.database_url) as ledger:
+        await ledger.migrate()
+    if not settings.embedded:
+        await ensure_topic(settings)
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:
