@@ -22,7 +22,6 @@ from offerletters.queue.kafka import (
     UNDECODABLE_HEADER,
     KafkaDeadLetters,
     KafkaPublisher,
-    KafkaSource,
     LetterCodec,
     ensure_topic,
 )
@@ -34,6 +33,7 @@ from offerletters.sealing import (
     UnknownKeyId,
     new_key,
 )
+from tests.test_kafka_queue import collect
 
 NAME = "Zoë Quintavalle-Ibáñez"
 SALARY = "$187,350"
@@ -241,27 +241,6 @@ async def raw_records(settings: Settings, topic: str) -> list[Any]:
         return records
     finally:
         await consumer.stop()
-
-
-class Collected:
-    """A handler that keeps what it is given and stops its source at a count."""
-
-    def __init__(self, source: KafkaSource, expected: int) -> None:
-        self.letters: list[Letter] = []
-        self._source = source
-        self._expected = expected
-
-    async def __call__(self, letters: Sequence[Letter]) -> None:
-        self.letters.extend(letters)
-        if len(self.letters) >= self._expected:
-            self._source.stop()
-
-
-async def collect(settings: Settings, expected: int) -> list[Letter]:
-    source = KafkaSource(settings)
-    handler = Collected(source, expected)
-    await asyncio.wait_for(source.consume(handler), timeout=60)
-    return handler.letters
 
 
 @pytest.mark.kafka
