@@ -130,6 +130,12 @@ def test_an_upload_reaches_every_candidate_once_through_two_workers(
         assert f"{start_day.day} {start_day:%B %Y}" in text
         assert str(person["location"]) in text
     assert exit_codes == [0, 0]
-    sent_by = [sum(1 for _ in w.events("letter_sent")) for w in workers]
+    sent_events = [list(w.events("letter_sent")) for w in workers]
+    assert all(
+        {"partition", "offsets", "letter_id"} <= event.keys()
+        for events in sent_events
+        for event in events
+    )
+    sent_by = [len(events) for events in sent_events]
     assert all(sent_by), f"each worker should deliver some letters: {sent_by}"
     assert sum(sent_by) == CANDIDATES

@@ -551,6 +551,13 @@ class KafkaSource:
 
     async def _deliver(self, records: list[Any], handle: Handler) -> None:
         """Hand the readable letters on; set the unreadable records aside first."""
+        # This task's own context: every log line of these letters says where
+        # in Kafka they came from.
+        structlog.contextvars.bind_contextvars(
+            topic=records[0].topic,
+            partition=records[0].partition,
+            offsets=f"{records[0].offset}-{records[-1].offset}",
+        )
         letters: list[Letter] = []
         unreadable: list[tuple[Any, _Undecodable]] = []
         for record in records:
