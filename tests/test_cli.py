@@ -5,14 +5,13 @@ from __future__ import annotations
 import email
 import email.policy
 import subprocess
-import sys
 from pathlib import Path
 
 from offerletters.config import Settings
 from tests import rosters
 from tests.conftest import REPO, MakeSettings
 from tests.rosters import Sheet, candidate, roster
-from tests.support.services import settings_env
+from tests.support.services import run_cli, settings_env
 from tests.support.smtp import SmtpSink
 
 SAMPLE = REPO / "samples" / "email_list.xlsx"
@@ -21,15 +20,7 @@ SAMPLE = REPO / "samples" / "email_list.xlsx"
 def run(
     args: list[str], settings: Settings, cwd: Path
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "offerletters", *args],
-        env=settings_env(settings),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(args, settings_env(settings), cwd)
 
 
 def write_roster(path: Path, *rows: list[rosters.Value]) -> Path:
@@ -163,15 +154,7 @@ def test_unusable_settings_name_the_variable(
     settings = make_settings()
     env = settings_env(settings, OFFERLETTERS_SENDER="Acme Talent")
 
-    result = subprocess.run(
-        [sys.executable, "-m", "offerletters", "send", str(SAMPLE)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli(["send", str(SAMPLE)], env, tmp_path)
 
     assert result.returncode == 2
     assert "OFFERLETTERS_SENDER" in result.stderr

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from offerletters.errors import ConfigError
 from offerletters.queue.kafka import ensure_topic
 from offerletters.sealing import new_key
 from tests.conftest import REPO, MakeSettings
-from tests.support.services import settings_env
+from tests.support.services import run_cli, settings_env
 
 DOCS = REPO / "docs" / "operations.md"
 SMTP_PASSWORD = "pw-do-not-print-7731"  # noqa: S105  # a fake, to prove it is never shown
@@ -185,15 +183,7 @@ def test_the_cli_exits_2_naming_the_fix(
         OFFERLETTERS_SMTP_SECURITY="starttls",
     )
 
-    result = subprocess.run(
-        [sys.executable, "-m", "offerletters", "send", "roster.xlsx"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli(["send", "roster.xlsx"], env, tmp_path)
 
     assert result.returncode == 2, result.stderr
     assert "port 465 expects implicit TLS: set OFFERLETTERS_SMTP_SECURITY=tls" in (

@@ -24,7 +24,7 @@ from offerletters.sealing import new_key
 from tests import rosters
 from tests.conftest import MakeSettings
 from tests.rosters import Sheet, candidate, roster
-from tests.support.services import free_port, settings_env
+from tests.support.services import free_port, run_cli, settings_env
 
 # Fakes, each distinctive enough that finding it anywhere in a log is a leak.
 SMTP_USER = "offers-relay"
@@ -137,17 +137,10 @@ def test_a_whole_batch_leaves_nothing_private_in_the_logs(
     path = tmp_path / "roster.xlsx"
     path.write_bytes(rosters.xlsx(Sheet("Hires", roster(*CANDIDATES))))
 
-    result = subprocess.run(
-        [sys.executable, "-m", "offerletters", "send", str(path)],
-        env=settings_env(
-            settings, OFFERLETTERS_LOG_LEVEL="DEBUG", OFFERLETTERS_LOG_FORMAT="json"
-        ),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    env = settings_env(
+        settings, OFFERLETTERS_LOG_LEVEL="DEBUG", OFFERLETTERS_LOG_FORMAT="json"
     )
+    result = run_cli(["send", str(path)], env, tmp_path)
     logs = result.stderr
     events = [json.loads(line) for line in logs.splitlines() if line.strip()]
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
@@ -17,7 +15,7 @@ from offerletters.config import Settings
 from tests import rosters
 from tests.conftest import MakeSettings
 from tests.rosters import Sheet
-from tests.support.services import in_process_api, settings_env
+from tests.support.services import in_process_api, run_cli, settings_env
 from tests.support.smtp import SmtpSink
 
 # Excel counts days from 30 December 1899 in the 1900 date system.
@@ -111,14 +109,8 @@ def test_preview_on_the_cli_writes_the_good_letters_and_lists_the_bad_rows(
     make_settings: MakeSettings, messy_roster: Path, tmp_path: Path
 ) -> None:
     """`preview` renders the three good rows exactly and names each broken row."""
-    result = subprocess.run(
-        [sys.executable, "-m", "offerletters", "preview", str(messy_roster)],
-        env=settings_env(make_settings()),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = run_cli(
+        ["preview", str(messy_roster)], settings_env(make_settings()), tmp_path
     )
 
     assert result.returncode == 1

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hmac
 import io
 import shutil
-import subprocess
-import sys
 import zipfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -38,6 +36,7 @@ from tests.support.services import (
     TEST_API_KEY,
     free_port,
     in_process_api,
+    run_cli,
     settings_env,
 )
 
@@ -274,15 +273,7 @@ def test_the_api_command_without_keys_exits_2_and_names_the_fix(
     env = settings_env(make_settings(api_keys=None))
     assert "OFFERLETTERS_API_KEYS" not in env
 
-    result = subprocess.run(
-        [sys.executable, "-m", "offerletters", "api", "--port", str(free_port())],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli(["api", "--port", str(free_port())], env, tmp_path)
 
     assert result.returncode == 2, result.stderr
     assert "OFFERLETTERS_API_KEYS" in result.stderr

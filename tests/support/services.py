@@ -159,3 +159,18 @@ async def in_process_api(
             transport=transport, base_url="http://api", headers=headers
         ) as client:
             yield client
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path, *, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`python -m offerletters ARGS` to completion, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "offerletters", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
