@@ -4,32 +4,22 @@
 
 Reads a roster from .cache/bench/rosters (written when missing), then times,
 per letter: reading and validating the row, rendering, the Kafka payload
-both ways, building the MIME message and flattening it as aiosmtplib's
-`send_message` does. It also times two cheaper ways to get the same bytes,
-as evidence for what changing the worker would gain: flattening once with
-the message's own policy (`bytes(message)`, for `sendmail`), and writing the
-MIME text directly with the stdlib's encoders (`direct_mime`, a sketch).
-These call offerletters' internals, so they follow its refactors.
+both ways, and building the MIME message's wire bytes. These call
+offerletters' internals, so they follow its refactors.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import binascii
 import gzip
 import time
-import uuid
 from collections.abc import Callable, Sequence, Sized
-from datetime import UTC, datetime
-from email.header import Header
 from email.headerregistry import Address
-from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import TypeVar
 
 import cramjam
-from aiosmtplib.email import flatten_message
 
 from bench.inputs import LOCALE, SENDER_ADDRESS, SENDER_NAME, TEMPLATES_DIR, roster
 from offerletters.letters import Letter, LetterTemplates, build_message
@@ -50,52 +40,6 @@ def timed(label: str, items: Sequence[T], step: Callable[[T], R]) -> list[R]:
     per_item_ms = 1000 * (time.process_time() - start) / len(items)
     print(f"  {per_item_ms:7.3f} ms  {label}")
     return out
-
-
-def direct_mime(letter: Letter, sender: Address) -> bytes:
-    """The letter as MIME bytes written directly: a sketch of a faster builder.
-
-    Same structure as build_message (multipart/alternative, text then HTML,
-    RFC 2047 headers, 7bit-safe bodies), without the email package's object
-    model. Bodies are base64 when not ASCII, as the email package does.
-    """
-    boundary = f"=={uuid.uuid4().hex}=="
-    headers = [
-        f"From: {formataddr((sender.display_name, sender.addr_spec), 'utf-8')}",
-        f"To: {formataddr((letter.recipient_name, letter.recipient), 'utf-8')}",
-        f"Subject: {_header_text(letter.subject)}",
-        f"Date: {format_datetime(datetime.now(UTC))}",
-        f"Message-ID: {letter.message_id}",
-        "MIME-Version: 1.0",
-        f'Content-Type: multipart/alternative; boundary="{boundary}"',
-    ]
-    parts = [_part("plain", letter.text), _part("html", letter.html)]
-    body = "".join(f"--{boundary}\r\n{part}\r\n" for part in parts)
-    return ("\r\n".join(headers) + f"\r\n\r\n{body}--{boundary}--\r\n").encode()
-
-
-def _header_text(text: str) -> str:
-    return text if text.isascii() else Header(text, "utf-8").encode()
-
-
-def _part(subtype: str, text: str) -> str:
-    """A body part: 7bit when it can be, else the shorter of QP and base64."""
-    if text.isascii() and max(map(len, text.splitlines()), default=0) <= 78:
-        encoding, payload = "7bit", text
-    else:
-        data = text.encode()
-        quoted = binascii.b2a_qp(data).decode("ascii")
-        coded = base64.encodebytes(data).decode("ascii")
-        encoding, payload = (
-            ("quoted-printable", quoted)
-            if len(quoted) <= len(coded)
-            else ("base64", coded)
-        )
-    payload = payload.replace("\n", "\r\n")
-    return (
-        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
-        f"Content-Transfer-Encoding: {encoding}\r\n\r\n{payload}"
-    )
 
 
 def main() -> None:
@@ -133,25 +77,13 @@ def main() -> None:
         Letter.model_validate_json,
     )
     messages = timed(
-        "build_message (EmailMessage)",
+        "build_message (the MIME message as wire bytes)",
         letters,
         lambda letter: build_message(letter, sender=SENDER),
     )
-    timed(
-        "flatten as aiosmtplib send_message does (copy + BytesGenerator)",
-        messages,
-        lambda message: flatten_message(message, utf8=False, cte_type="8bit"),
-    )
-    flat = timed("flatten with its own policy: bytes(message)", messages, bytes)
-    direct = timed(
-        "direct_mime sketch (build and flatten)",
-        letters,
-        lambda lt: direct_mime(lt, SENDER),
-    )
-    timed("  for scale: binascii.crc32 of the flat message", flat, binascii.crc32)
-
-    sizes = sum(map(len, flat)) / len(flat), sum(map(len, direct)) / len(direct)
-    print(f"message size: {sizes[0]:,.0f} bytes built, {sizes[1]:,.0f} direct sketch")
+    flat = [message.data for message in messages]
+    timed("  for scale: binascii.crc32 of the message", flat, binascii.crc32)
+    print(f"message size: {sum(map(len, flat)) / len(flat):,.0f} bytes")
     _compression(payloads)
 
 

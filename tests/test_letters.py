@@ -19,6 +19,7 @@ from offerletters.errors import ConfigError, DeliveryFailed, TemplateProblem
 from offerletters.letters import (
     Letter,
     LetterTemplates,
+    OutgoingMessage,
     build_message,
     letter_id_for,
     message_id_for,
@@ -75,9 +76,9 @@ def letter(templates: LetterTemplates) -> Letter:
     return templates.render(JANE, batch_id=BATCH_ID, sender=SENDER)
 
 
-def wire(message: EmailMessage) -> bytes:
+def wire(message: OutgoingMessage) -> bytes:
     """The message as the SMTP server receives it."""
-    return bytes(message)
+    return message.data
 
 
 def body(part: MIMEPart) -> str:
@@ -97,7 +98,7 @@ def raw_header(raw: bytes, name: bytes) -> bytes:
     raise AssertionError(f"no {name!r} header")
 
 
-def parsed(message: EmailMessage) -> EmailMessage:
+def parsed(message: OutgoingMessage) -> EmailMessage:
     """The message as a mail client reads it back from the wire."""
     result = email.message_from_bytes(wire(message), policy=email.policy.default)
     assert isinstance(result, EmailMessage)
@@ -493,3 +494,81 @@ def test_unusable_address_is_a_permanent_failure(letter: Letter) -> None:
 
     assert failure.value.retriable is False
     assert "exa mple" not in str(failure.value)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ['Doe, Jane "JD"', "J. R. R. Tolkien", "Back\\slash", "N" * 120, "=?utf-8?q?x?="],
+)
+def test_awkward_display_names_round_trip(letter: Letter, name: str) -> None:
+    """Names with specials, quotes, great length or a look of RFC 2047 come back.
+
+    A long name stays on one line rather than being split into encoded words,
+    which readers (the email package among them) join with spaces.
+    """
+    named = letter.model_copy(update={"recipient_name": name})
+
+    message = build_message(named, sender=SENDER)
+    back = parsed(message)
+
+    assert back["To"].addresses[0].display_name == name
+    assert back["To"].addresses[0].addr_spec == "jane@example.com"
+    assert max(len(line) for line in wire(message).split(b"\r\n")) <= SMTP_LINE_LIMIT
+
+
+def test_subject_that_looks_encoded_stays_literal(letter: Letter) -> None:
+    """A subject a reader would decode as RFC 2047 is encoded, so it reads as typed."""
+    subject = "Offer =?utf-8?q?caf=C3=A9?= inside"
+    message = build_message(
+        letter.model_copy(update={"subject": subject}), sender=SENDER
+    )
+
+    assert parsed(message)["Subject"] == subject
+
+
+@pytest.mark.parametrize("field", ["subject", "recipient_name"])
+def test_line_break_in_a_header_is_a_permanent_failure(
+    letter: Letter, field: str
+) -> None:
+    """No value can add a header: a CR or LF fails the letter for good."""
+    injected = letter.model_copy(update={field: "Offer\r\nBcc: x@evil.example"})
+
+    with pytest.raises(DeliveryFailed) as failure:
+        build_message(injected, sender=SENDER)
+
+    assert failure.value.retriable is False
+
+
+def test_body_holding_the_boundary_is_encoded(letter: Letter) -> None:
+    """A body that contains the boundary line is encoded, so the parts stay whole."""
+    boundary = f"=_offerletters_{letter.letter_id}"
+    text = f"before\n--{boundary}--\nafter"
+    message = build_message(letter.model_copy(update={"text": text}), sender=SENDER)
+
+    plain, html = parsed(message).iter_parts()
+    assert body(plain) == text + "\n"
+    assert body(html) == letter.html + "\n"
+
+
+def test_international_address_needs_smtputf8(letter: Letter) -> None:
+    """A non-ASCII mailbox goes raw in UTF-8 and asks for SMTPUTF8; others do not."""
+    josé = letter.model_copy(update={"recipient": "josé@example.com"})
+
+    international = build_message(josé, sender=SENDER)
+    plain = build_message(letter, sender=SENDER)
+
+    assert international.mail_options == ["SMTPUTF8"]
+    assert plain.mail_options == []
+    assert "josé@example.com".encode() in raw_header(international.data, b"To")
+    assert international.recipient == "josé@example.com"
+    assert international.sender == "talent@acme.example"
+
+
+def test_cjk_letter_goes_base64_and_comes_back(letter: Letter) -> None:
+    """Text mostly outside ASCII takes the shorter base64 and decodes intact."""
+    text = "李雷先生您好。" * 200
+    message = build_message(letter.model_copy(update={"text": text}), sender=SENDER)
+
+    assert b"Content-Transfer-Encoding: base64" in message.data
+    plain, _html = parsed(message).iter_parts()
+    assert body(plain) == text + "\n"

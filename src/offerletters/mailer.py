@@ -17,8 +17,6 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.errors import MessageError
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
@@ -27,7 +25,7 @@ import structlog
 
 from offerletters.config import Settings, SmtpSecurity
 from offerletters.errors import DeliveryFailed
-from offerletters.letters import Letter, build_message
+from offerletters.letters import Letter, OutgoingMessage, build_message
 from offerletters.logs import mask_addresses
 from offerletters.metrics import SMTP_CONNECTIONS_OPEN, SMTP_SEND_SECONDS
 from offerletters.throttle import Permit, Throttle
@@ -90,9 +88,7 @@ class SmtpMailer:
         connection = await self._idle.get()
         try:
             permit = await self.throttle.acquire()
-            return await self._send_reporting(
-                connection, message, letter.recipient, permit
-            )
+            return await self._send_reporting(connection, message, permit)
         finally:
             connection.last_used = time.monotonic()
             connection.count_open()
@@ -113,14 +109,13 @@ class SmtpMailer:
     async def _send_reporting(
         self,
         connection: _Connection,
-        message: EmailMessage,
-        recipient: str,
+        message: OutgoingMessage,
         permit: Permit,
     ) -> str:
         """Send, time it, and tell the throttle how the server took it."""
         started = time.perf_counter()
         try:
-            reply = await self._send_on(connection, message, recipient)
+            reply = await self._send_on(connection, message)
         except DeliveryFailed as exc:
             signal = _overload_signal(exc.__cause__)
             if signal is None:
@@ -134,13 +129,16 @@ class SmtpMailer:
         self.throttle.healthy(permit)
         return reply
 
-    async def _send_on(
-        self, connection: _Connection, message: EmailMessage, recipient: str
-    ) -> str:
+    async def _send_on(self, connection: _Connection, message: OutgoingMessage) -> str:
         client = connection.client
         try:
             await _ready(connection)
-            _refused, reply = await client.send_message(message, recipients=[recipient])
+            _refused, reply = await client.sendmail(
+                message.sender,
+                [message.recipient],
+                message.data,
+                mail_options=message.mail_options,
+            )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refusal = exc.recipients[0]
             if refusal.code == SERVICE_CLOSING:
@@ -156,7 +154,7 @@ class SmtpMailer:
             raise DeliveryFailed(
                 f"TLS with {self.where} failed: {exc}", retriable=True
             ) from exc
-        except (ValueError, MessageError) as exc:
+        except ValueError as exc:
             # The message could not be put on the wire as it stands; sending
             # it again would fail the same way.
             raise DeliveryFailed(
@@ -375,7 +373,7 @@ class OutboxMailer:
         self.where = f"outbox folder {self._folder}"
 
     async def send(self, letter: Letter) -> str:
-        data = bytes(_message_for(letter, self._settings))
+        data = _message_for(letter, self._settings).data
         path = self._folder / f"{letter.letter_id}.eml"
         await asyncio.to_thread(_write_atomically, path, data)
         return f"written to {path}"
@@ -384,7 +382,7 @@ class OutboxMailer:
         return None
 
 
-def _message_for(letter: Letter, settings: Settings) -> EmailMessage:
+def _message_for(letter: Letter, settings: Settings) -> OutgoingMessage:
     return build_message(
         letter, sender=settings.sender_address, reply_to=settings.reply_to
     )

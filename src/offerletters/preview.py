@@ -65,7 +65,7 @@ class _FolderWriter:
         )
         stem = self._folder / f"row-{letter.row:06d}-{letter.letter_id}"
         eml, html = stem.with_suffix(".eml"), stem.with_suffix(".html")
-        eml.write_bytes(bytes(message))
+        eml.write_bytes(message.data)
         html.write_text(letter.html, encoding="utf-8")
         self.written += [eml, html]
 
