@@ -1,0 +1,263 @@
+"""An opened `Roster` and its data rows: where the rows come from (`Source`),
+and the validator that turns each into a `Candidate` or the `RowError`s that
+say what is wrong with it, remembering the addresses it has seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from itertools import islice
+from typing import TypeVar
+
+from offerletters.errors import RosterTooLarge
+from offerletters.roster.amounts import parse_amount, parse_currency_code
+from offerletters.roster.cells import (
+    Cell,
+    InvalidCell,
+    cell_text,
+    is_empty,
+    multiline_text,
+    parse_email,
+)
+from offerletters.roster.dates import long_date, parse_start_date
+from offerletters.roster.header import Header
+from offerletters.roster.records import Candidate, RosterOptions, RowError
+
+__all__ = ["Roster", "Source"]
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a roster's rows come from, and what reading them needs to know."""
+
+    # Numbered rows of cells from the top of the sheet; a new pass each call.
+    rows: Callable[[], Iterator[tuple[int, Sequence[Cell]]]]
+    options: RosterOptions
+    # The sheet column (0-based) of each row's first cell.
+    first_column: int = 0
+    # Date serials in the workbook count days from 1904 (old Mac Excel).
+    date1904: bool = False
+    # Says why an empty-looking cell is empty, where the format lets us know.
+    explain_empty: Callable[[int, int], str | None] | None = None
+
+
+class Roster:
+    """An opened roster: sheet chosen, header found, rows not yet read."""
+
+    sheet: str
+    header_row: int  # 1-based, as the spreadsheet shows it
+    columns: list[str]  # header cells as written (cleaned of line breaks)
+    extra_columns: dict[str, str]  # snake_case template name -> header as written
+
+    def __init__(self, sheet: str, header: Header, source: Source) -> None:
+        self.sheet = sheet
+        self.header_row = header.row
+        self.columns = list(header.cells)
+        self.extra_columns = {key: header.cells[index] for key, index in header.extras}
+        self._header = header
+        self._source = source
+
+    def rows(self) -> Iterator[Candidate | RowError]:
+        """Every data row below the header, as a Candidate or its RowErrors.
+
+        Blank rows are skipped and not counted towards `max_rows`; past it,
+        RosterTooLarge is raised. Each call reads the rows again from the top.
+        """
+        options = self._source.options
+        validator = _RowValidator(self._header, self._source, options)
+        counted = 0
+        for number, cells in islice(self._source.rows(), self.header_row, None):
+            if cells.count("") == len(cells) or validator.is_blank(cells):
+                continue
+
+            counted += 1
+            if counted > options.max_rows:
+                raise RosterTooLarge("rows", options.max_rows)
+
+            yield from validator.check(number, cells)
+
+
+class _RowValidator:
+    """Turns data rows into Candidates or RowErrors, remembering addresses seen."""
+
+    def __init__(self, header: Header, source: Source, options: RosterOptions) -> None:
+        self._header = header
+        self._source = source
+        self._options = options
+        self._today = options.today or date.today()
+        self._first_row_of: dict[str, int] = {}
+        self._used: tuple[int, ...] = (
+            *header.required.values(),
+            *(i for _, i in header.extras),
+        )
+        if header.currency is not None:
+            self._used += (header.currency,)
+
+    def is_blank(self, cells: Sequence[Cell]) -> bool:
+        """True when no named column of the row holds anything but spaces."""
+        return all(is_empty(_cell(cells, index)) for index in self._used)
+
+    def check(self, number: int, cells: Sequence[Cell]) -> list[Candidate | RowError]:
+        """One Candidate, or one RowError for each column that is wrong."""
+        errors: list[RowError] = []
+
+        def read(column: str, parse: Callable[[Cell], _T]) -> _T | None:
+            return self._read(number, cells, column, parse, errors)
+
+        name = read("Name", cell_text)
+        email = read("Email", parse_email)
+        role = read("Role", cell_text)
+        amount = read("Offer Amount", parse_amount)
+        start = read("Start Date", self._start_date)
+        location = read("Location", cell_text)
+        currency = self._currency(number, cells, amount, errors)
+        if email is not None:
+            self._check_duplicate(number, email, errors)
+
+        if (
+            errors
+            or name is None
+            or email is None
+            or role is None
+            or amount is None
+            or start is None
+            or location is None
+        ):
+            return list(errors)
+        return [
+            Candidate(
+                row=number,
+                name=name,
+                email=email,
+                role=role,
+                offer_amount=amount[0],
+                start_date=start,
+                location=location,
+                currency=currency,
+                extra={
+                    key: multiline_text(_cell(cells, i))
+                    for key, i in self._header.extras
+                },
+                notes=self._notes(start),
+            )
+        ]
+
+    def _read(
+        self,
+        number: int,
+        cells: Sequence[Cell],
+        column: str,
+        parse: Callable[[Cell], _T],
+        errors: list[RowError],
+    ) -> _T | None:
+        """The parsed value of one required cell, or None with a RowError added."""
+        index = self._header.required[column]
+        header = self._header.cells[index]
+        cell = _cell(cells, index)
+        if is_empty(cell):
+            errors.append(self._empty(number, index, column, header))
+            return None
+
+        try:
+            return parse(cell)
+        except InvalidCell as problem:
+            errors.append(
+                RowError(number, header, problem.message, cell_text(cell), problem.fix)
+            )
+            return None
+
+    def _empty(self, number: int, index: int, column: str, header: str) -> RowError:
+        """The RowError for an empty required cell, saying why if we can tell."""
+        explain = self._source.explain_empty
+        reason = explain(number, self._source.first_column + index) if explain else None
+        if reason == "unsaved formula":
+            return RowError(
+                number,
+                header,
+                f"{column} is empty: the cell holds a formula whose result"
+                " was never saved",
+                fix="open and save the file in Excel so the formula results are stored",
+            )
+        if reason is not None:
+            return RowError(
+                number,
+                header,
+                f"{column} shows the error {reason} instead of a value",
+                value=reason,
+                fix="correct the formula, or type the value itself",
+            )
+        return RowError(
+            number, header, f"{column} is empty", fix=f"fill in the {column.lower()}"
+        )
+
+    def _start_date(self, cell: Cell) -> date:
+        return parse_start_date(
+            cell, day_first=self._options.day_first, date1904=self._source.date1904
+        )
+
+    def _currency(
+        self,
+        number: int,
+        cells: Sequence[Cell],
+        amount: tuple[Decimal, str | None] | None,
+        errors: list[RowError],
+    ) -> str | None:
+        """The row's currency: the Currency column's, else the amount's own."""
+        written = amount[1] if amount else None
+        index = self._header.currency
+        if index is None or is_empty(_cell(cells, index)):
+            return written
+
+        header = self._header.cells[index]
+        cell = _cell(cells, index)
+        try:
+            code = parse_currency_code(cell_text(cell))
+        except InvalidCell as problem:
+            errors.append(
+                RowError(number, header, problem.message, cell_text(cell), problem.fix)
+            )
+            return None
+        if written is not None and written != code:
+            amount_header = self._header.cells[self._header.required["Offer Amount"]]
+            errors.append(
+                RowError(
+                    number,
+                    amount_header,
+                    f"the amount is in {written} but the {header} column says {code}",
+                    cell_text(_cell(cells, self._header.required["Offer Amount"])),
+                    fix="make the amount and the currency agree",
+                )
+            )
+        return code
+
+    def _check_duplicate(self, number: int, email: str, errors: list[RowError]) -> None:
+        """Flag a second row for the same address (ignoring case)."""
+        key = email.casefold()
+        first = self._first_row_of.setdefault(key, number)
+        if first == number or self._options.allow_duplicate_emails:
+            return
+
+        errors.append(
+            RowError(
+                number,
+                self._header.cells[self._header.required["Email"]],
+                f"same address as row {first}",
+                email,
+                fix="give each candidate their own address, or delete the repeated row",
+            )
+        )
+
+    def _notes(self, start: date) -> tuple[str, ...]:
+        if start >= self._today:
+            return ()
+        return (f"start date {long_date(start)} is in the past",)
+
+
+def _cell(cells: Sequence[Cell], index: int) -> Cell:
+    """The cell at index; rows may be shorter than the header (CSV)."""
+    return cells[index] if index < len(cells) else ""
