@@ -76,6 +76,7 @@ class SmtpMailer:
 
     def __init__(self, settings: Settings, *, throttle: Throttle | None = None) -> None:
         self._settings = settings
+        self._compose = Composer(settings)
         self.where = f"smtp://{settings.smtp_host}:{settings.smtp_port_or_default}"
         self.throttle = throttle or Throttle.for_settings(settings)
         self._oauth = OAuthToken.for_settings(settings)
@@ -84,7 +85,7 @@ class SmtpMailer:
             self._idle.put_nowait(_Connection(self._new_client()))
 
     async def send(self, letter: Letter) -> str:
-        message = _message_for(letter, self._settings)
+        message = self._compose(letter)
         connection = await self._idle.get()
         try:
             permit = await self.throttle.acquire()
@@ -368,12 +369,12 @@ class OutboxMailer:
     """Writes each letter as an .eml file, for trying things out without a server."""
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+        self._compose = Composer(settings)
         self._folder = settings.outbox_dir
         self.where = f"outbox folder {self._folder}"
 
     async def send(self, letter: Letter) -> str:
-        data = _message_for(letter, self._settings).data
+        data = self._compose(letter).data
         path = self._folder / f"{letter.letter_id}.eml"
         await asyncio.to_thread(_write_atomically, path, data)
         return f"written to {path}"
@@ -382,10 +383,19 @@ class OutboxMailer:
         return None
 
 
-def _message_for(letter: Letter, settings: Settings) -> OutgoingMessage:
-    return build_message(
-        letter, sender=settings.sender_address, reply_to=settings.reply_to
-    )
+class Composer:
+    """Builds the message for a letter with the configured From and Reply-To.
+
+    The sender is parsed once here: parsing it for every letter cost more
+    than writing the whole message.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._sender = settings.sender_address
+        self._reply_to = settings.reply_to
+
+    def __call__(self, letter: Letter) -> OutgoingMessage:
+        return build_message(letter, sender=self._sender, reply_to=self._reply_to)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from offerletters.config import Settings
-from offerletters.letters import Letter, build_message
+from offerletters.letters import Letter
+from offerletters.mailer import Composer
 
 
 class _Nothing:
@@ -54,15 +55,11 @@ class Collect:
 class _FolderWriter:
     def __init__(self, folder: Path, settings: Settings) -> None:
         self._folder = folder
-        self._settings = settings
+        self._compose = Composer(settings)
         self.written: list[Path] = []
 
     async def put(self, letter: Letter) -> None:
-        message = build_message(
-            letter,
-            sender=self._settings.sender_address,
-            reply_to=self._settings.reply_to,
-        )
+        message = self._compose(letter)
         stem = self._folder / f"row-{letter.row:06d}-{letter.letter_id}"
         eml, html = stem.with_suffix(".eml"), stem.with_suffix(".html")
         eml.write_bytes(message.data)

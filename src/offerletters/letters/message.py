@@ -141,8 +141,13 @@ def _check_address(address: str) -> None:
 
 def _unstructured(text: str, header: str) -> str:
     """A free-text header value, folded at spaces or encoded to fit 78 columns."""
+    if _needs_encoding(text):
+        return _encoded_words(text, header)
+    if len(header) + 2 + len(text) <= LINE_COLUMNS:
+        return text  # the usual case: fits as it is
+
     longest_word = max(map(len, text.split()), default=0)
-    if _needs_encoding(text) or len(header) + 2 + longest_word > LINE_COLUMNS:
+    if len(header) + 2 + longest_word > LINE_COLUMNS:
         return _encoded_words(text, header)
     return Header(text, "us-ascii", header_name=header).encode(linesep="\r\n")
 
