@@ -39,6 +39,8 @@ log = structlog.get_logger(__name__)
 # sending one request per letter.
 LINGER_MS = 20
 MAX_BATCH_BYTES = 512 * 1024
+# How often (in letters put) a transaction forgets the sends already acknowledged.
+SETTLE_EVERY = 1000
 
 # How long one fetch waits for letters before the loop checks for a stop.
 FETCH_TIMEOUT_MS = 500
@@ -216,7 +218,7 @@ class KafkaPublisher:
             acks="all",
             linger_ms=LINGER_MS,
             max_batch_size=MAX_BATCH_BYTES,
-            compression_type="gzip",
+            compression_type="zstd",
         )
         try:
             await producer.start()
@@ -273,10 +275,26 @@ class _TransactionWriter:
             self._topic, key=letter.letter_id.encode(), value=value, headers=headers
         )
         self._pending.append(pending)
+        if len(self._pending) >= SETTLE_EVERY:
+            self._settle_acknowledged()
 
     async def flush(self) -> None:
         await asyncio.gather(*self._pending)
         self._pending.clear()
+
+    def _settle_acknowledged(self) -> None:
+        """Forget sends the broker has acknowledged; raise a failed one's error.
+
+        Keeps a large batch from holding a finished future per letter until
+        the end: only the sends still in the air stay.
+        """
+        unsettled = []
+        for pending in self._pending:
+            if not pending.done():
+                unsettled.append(pending)
+            else:
+                pending.result()
+        self._pending = unsettled
 
 
 class KafkaDeadLetters:
