@@ -572,3 +572,16 @@ def test_cjk_letter_goes_base64_and_comes_back(letter: Letter) -> None:
     assert b"Content-Transfer-Encoding: base64" in message.data
     plain, _html = parsed(message).iter_parts()
     assert body(plain) == text + "\n"
+
+
+@pytest.mark.parametrize("subject", ["é" * 200, "李" * 100, "Offer 🎉 " * 40])
+def test_long_non_ascii_subject_is_split_into_whole_characters(
+    letter: Letter, subject: str
+) -> None:
+    """A long non-ASCII subject becomes encoded words that fit and decode intact."""
+    message = build_message(
+        letter.model_copy(update={"subject": subject}), sender=SENDER
+    )
+
+    assert max(len(line) for line in wire(message).split(b"\r\n")) <= FOLDED_LINE_LIMIT
+    assert parsed(message)["Subject"] == subject

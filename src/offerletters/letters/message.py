@@ -29,9 +29,13 @@ __all__ = ["OutgoingMessage", "build_message"]
 LINE_COLUMNS = 78
 # No line may be longer than this, CRLF not counted (RFC 5321 4.5.3.1.6).
 SMTP_LINE_LIMIT = 998
+# UTF-8 bytes per encoded word: 56 base64 columns, 68 with "=?utf-8?b?" and
+# "?=", which leaves 10 for "Reply-To: " on the first line.
+WORD_BYTES = 42
 # Characters that make a display name a quoted string (RFC 5322 3.2.3).
 _SPECIALS = frozenset('()<>[]:;@\\,."')
 _NO_BREAKS = str.maketrans("", "", "\r\n")
+_ASCII_BYTES = bytes(range(128))
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +165,27 @@ def _needs_encoding(text: str) -> bool:
 
 
 def _encoded_words(text: str, header: str) -> str:
-    """RFC 2047 encoded words in UTF-8, as many as it takes to fit the lines."""
-    return Header(text, "utf-8", header_name=header).encode(linesep="\r\n")
+    """RFC 2047 encoded words ("=?utf-8?b?...?="), one per folded line.
+
+    Each word carries whole characters, at most WORD_BYTES of UTF-8, so the
+    longest header name plus one word stays within 78 columns.
+    """
+    words: list[str] = []
+    chunk: list[str] = []
+    size = 0
+    for char in text:
+        width = len(char.encode())
+        if size + width > WORD_BYTES:
+            words.append(_b_word("".join(chunk)))
+            chunk, size = [], 0
+        chunk.append(char)
+        size += width
+    words.append(_b_word("".join(chunk)))
+    return "\r\n ".join(words)
+
+
+def _b_word(text: str) -> str:
+    return f"=?utf-8?b?{base64.b64encode(text.encode()).decode('ascii')}?="
 
 
 def _part(subtype: str, text: str, boundary: str) -> str:
@@ -178,16 +201,24 @@ def _part(subtype: str, text: str, boundary: str) -> str:
     if _fits_7bit(text, boundary):
         encoding, payload = "7bit", text
     else:
-        data = text.encode()
-        quoted = binascii.b2a_qp(data).decode("ascii")
-        coded = base64.encodebytes(data).decode("ascii")
-        encoding, payload = min(
-            ("quoted-printable", quoted), ("base64", coded), key=lambda c: len(c[1])
-        )
+        encoding, payload = _encoded_body(text)
     return (
         f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
         f"Content-Transfer-Encoding: {encoding}\r\n\r\n" + payload.replace("\n", "\r\n")
     )
+
+
+def _encoded_body(text: str) -> tuple[str, str]:
+    """Quoted-printable for text that is mostly ASCII, base64 for the rest.
+
+    QP spends three columns on each byte outside ASCII, base64 four on every
+    three bytes; counting those bytes picks the shorter without encoding twice.
+    """
+    data = text.encode()
+    high_bytes = len(data.translate(None, _ASCII_BYTES))
+    if 6 * high_bytes < len(data):
+        return "quoted-printable", binascii.b2a_qp(data).decode("ascii")
+    return "base64", base64.encodebytes(data).decode("ascii")
 
 
 def _fits_7bit(text: str, boundary: str) -> bool:
