@@ -198,6 +198,9 @@ def _scrub_value(value: Any) -> Any:
 
 
 def _scrub_text(text: str) -> str:
+    if "@" not in text:
+        return text  # neither an address nor URL credentials: most values
+
     return mask_addresses(_URL_CREDENTIALS.sub(rf"\g<scheme>:{REDACTED}@", text))
 
 

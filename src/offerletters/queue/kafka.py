@@ -44,6 +44,9 @@ SETTLE_EVERY = 1000
 
 # How long one fetch waits for letters before the loop checks for a stop.
 FETCH_TIMEOUT_MS = 500
+# Compressed bytes a worker fetches ahead, per partition and in all.
+PREFETCH_PARTITION_BYTES = 256 * 1024
+PREFETCH_TOTAL_BYTES = 4 * 1024 * 1024
 # Finished offsets are committed this often, and whenever partitions move.
 COMMIT_INTERVAL_S = 1.0
 # How long a consumer outside a group waits to learn a topic's partitions.
@@ -453,6 +456,11 @@ class KafkaSource:
             isolation_level="read_committed",
             # A rebalance waits for our open letters; give it the grace period.
             rebalance_timeout_ms=int(self._settings.shutdown_grace_s * 1000) + 10_000,
+            # Letters compress about 20 to 1, so aiokafka's default prefetch
+            # (1 MiB per partition) holds tens of MiB of them in memory when a
+            # large batch waits; this still fetches thousands at a time.
+            max_partition_fetch_bytes=PREFETCH_PARTITION_BYTES,
+            fetch_max_bytes=PREFETCH_TOTAL_BYTES,
         )
         consumer.subscribe(
             [self._settings.kafka_topic], listener=_SettleOnRevoke(self, consumer)
