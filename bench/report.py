@@ -90,8 +90,11 @@ uv run --group bench python -m bench.micro --rows 2000
 `profile-*.summary.txt` (self time by package and function, inclusive time)
 next to their logs; throughput in such a run is lowered by the sampling.
 `bench.micro` times each per-letter step in one process: reading a row,
-rendering, the Kafka payload, building and flattening the MIME message,
-and compressing producer batches.
+rendering, the Kafka payload, building the MIME message's bytes, and
+compressing producer batches.
+
+Where the time goes, what was changed to get here and what is left:
+[performance.md](performance.md).
 """
 
 
