@@ -174,7 +174,11 @@ def test_header_matches_regardless_of_case_and_surrounding_spaces() -> None:
 
 
 def test_other_columns_are_kept_as_extras_under_snake_case_keys() -> None:
-    """Extra columns reach the Candidate under snake_case keys, blank ones as ''."""
+    """Extra columns reach the Candidate under snake_case keys; blank ones are left out.
+
+    Left out, so that a template's `is defined` guard sees an empty cell as
+    the sheet shows it: nothing there.
+    """
     header: list[Value] = [*HEADER, "Hiring Manager", "Department", "TeamLead", "Notes"]
     data = one_sheet(
         [*candidate(), "Ana Silva", "Data Platform", "Kim", None],
@@ -196,14 +200,8 @@ def test_other_columns_are_kept_as_extras_under_snake_case_keys() -> None:
             "hiring_manager": "Ana Silva",
             "department": "Data Platform",
             "team_lead": "Kim",
-            "notes": "",
         },
-        {
-            "hiring_manager": "",
-            "department": "Research",
-            "team_lead": "",
-            "notes": "part-time",
-        },
+        {"department": "Research", "notes": "part-time"},
     ]
 
 
@@ -1096,6 +1094,52 @@ def test_csv_rows_span_quoted_line_breaks_and_may_be_short() -> None:
         (3, "Start Date"),
         (3, "Location"),
     ]
+
+
+@pytest.mark.parametrize("delimiter", ["\t", ";", "|"])
+def test_a_comma_in_every_amount_does_not_fool_the_delimiter(delimiter: str) -> None:
+    """Tab-, semicolon- and bar-separated rosters with "$120,000" amounts read right."""
+    data = csv_bytes(
+        roster(
+            candidate(amount="$120,000"),
+            candidate(email="li@example.org", amount="$98,500"),
+        ),
+        delimiter=delimiter,
+    )
+
+    found = candidates(data)
+
+    assert [c.offer_amount for c in found] == [Decimal("120000"), Decimal("98500")]
+
+
+def test_an_unquoted_german_export_reads_its_amounts_and_dates() -> None:
+    """Semicolons, "85.000,00 €" and 15.01.2027, unquoted, as German Excel saves."""
+    data = (
+        "Name;Email;Role;Offer Amount;Start Date;Location\r\n"
+        "Jürgen Groß;j@example.com;Ingenieur;85.000,00 €;15.01.2027;München\r\n"
+    ).encode()
+
+    (found,) = candidates(data)
+
+    assert (found.offer_amount, found.currency, found.start_date) == (
+        Decimal("85000.00"),
+        "EUR",
+        date(2027, 1, 15),
+    )
+
+
+@pytest.mark.parametrize("name", [0, 12345, "12345", "  -  ", True])
+def test_a_name_without_letters_is_a_row_error(name: Value) -> None:
+    """A number (or a formula saved as 0) in Name never becomes "Dear 0,"."""
+    (error,) = errors(one_sheet(one_value("Name", name)))
+
+    assert (error.row, error.column, error.message) == (
+        2,
+        "Name",
+        "a name must contain letters",
+    )
+    assert error.fix is not None
+    assert "formula" in error.fix
 
 
 def test_malformed_csv_is_unreadable() -> None:

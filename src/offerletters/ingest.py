@@ -101,7 +101,14 @@ async def ingest(
     roster = await asyncio.to_thread(open_roster, data, options)
     templates.check(roster.extra_columns.keys())
 
-    rendered = _render(roster.rows(), templates, batch_id, settings)
+    # Extra columns the letter cannot do without: a row that leaves one empty
+    # is a row error, never a letter with a gap in it.
+    needed = {
+        key: header
+        for key, header in roster.extra_columns.items()
+        if key in templates.required
+    }
+    rendered = _render(roster.rows(), templates, batch_id, settings, needed)
     errors: list[RowError] = []
     notes: list[str] = []
     published = 0
@@ -132,15 +139,40 @@ def _render(
     templates: LetterTemplates,
     batch_id: str,
     settings: Settings,
+    needed: dict[str, str],
 ) -> Iterator[tuple[Letter, tuple[str, ...]] | RowError]:
-    """Letters (with the row's notes) for good rows; row errors pass through."""
+    """Letters (with the row's notes) for good rows; row errors pass through.
+
+    `needed` maps the extra columns the templates read unguarded to their
+    headers; a candidate without one of them gets a row error for each.
+    """
     sender = settings.sender_address
     for row in rows:
         if isinstance(row, RowError):
             yield row
-        else:
-            notes = tuple(f"row {row.row}: {note}" for note in row.notes)
-            yield templates.render(row, batch_id=batch_id, sender=sender), notes
+            continue
+
+        empty = [key for key in needed if key not in row.extra]
+        if empty:
+            yield from (
+                _needed_but_empty(row, needed[key], key, templates) for key in empty
+            )
+            continue
+
+        notes = tuple(f"row {row.row}: {note}" for note in row.notes)
+        yield templates.render(row, batch_id=batch_id, sender=sender), notes
+
+
+def _needed_but_empty(
+    row: Candidate, header: str, key: str, templates: LetterTemplates
+) -> RowError:
+    return RowError(
+        row.row,
+        header,
+        f"{header} is empty, and the letter needs it ({templates.first_use(key)})",
+        fix=f"fill in {header}, or make the templates skip it where it is"
+        f" empty with {{% if {key} is defined %}}",
+    )
 
 
 class RecordingPublisher:

@@ -149,6 +149,10 @@ class LetterTemplates:
             " {% if ... is defined %}"
         )
 
+    def first_use(self, name: str) -> str:
+        """Where the templates first read a variable, as "letter.txt line 17"."""
+        return self._uses[name].where
+
     def render(self, candidate: Candidate, *, batch_id: str, sender: Address) -> Letter:
         """Render one candidate's letter; raise TemplateProblem naming the row."""
         context = self._context(candidate, sender)

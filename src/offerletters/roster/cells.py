@@ -112,6 +112,22 @@ def number_text(number: float) -> str:
     return repr(number)
 
 
+def parse_name(cell: Cell) -> str:
+    """A person's name: a text cell holding at least one letter, in any script.
+
+    A number, date or TRUE here is a slip, or a formula whose result was
+    saved as 0; a letter must never open with "Dear 0,".
+    """
+    text = cell_text(cell)
+    if not isinstance(cell, str) or not any(char.isalpha() for char in text):
+        raise InvalidCell(
+            "a name must contain letters",
+            "type the candidate's name; if the cell holds a formula, open and"
+            " save the file in Excel so its result is stored",
+        )
+    return text
+
+
 def parse_email(cell: Cell) -> str:
     """A checked address in its normalised form (the domain lower-cased)."""
     try:

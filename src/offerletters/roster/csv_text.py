@@ -22,6 +22,8 @@ __all__ = ["open_csv"]
 # How much of a CSV file the delimiter sniffer and the text checks look at.
 CSV_SAMPLE_BYTES: Final = 64 * 1024
 DECODE_CHUNK_BYTES: Final = 1 << 20
+# The delimiters a roster's CSV may use, most common first.
+CSV_DELIMITERS: Final = ",;\t|"
 
 
 def open_csv(data: bytes, options: RosterOptions) -> Roster:
@@ -42,7 +44,7 @@ def open_csv(data: bytes, options: RosterOptions) -> Roster:
     first_line, _, rest = sample.partition("\n")
     # Excel writes and honours a first line "sep=;" naming the delimiter.
     declared = re.fullmatch(r"sep=(.)\r?", first_line)
-    delimiter = declared[1] if declared else _sniff_delimiter(rest or sample)
+    delimiter = declared[1] if declared else _choose_delimiter(sample, rest)
 
     def rows() -> Iterator[tuple[int, Sequence[Cell]]]:
         text = io.TextIOWrapper(io.BytesIO(data), encoding=encoding, newline="")
@@ -80,11 +82,34 @@ def _text_encoding(data: bytes) -> str:
     return encoding
 
 
+def _choose_delimiter(sample: str, below_first_line: str) -> str:
+    """The delimiter that splits the sample into the best roster header.
+
+    The sniffer looks below the first line, which may be a title; but it
+    takes a comma inside every amount ("$120,000") of a tab- or
+    semicolon-separated file for the delimiter. The header row settles it:
+    the sniffer's choice stands unless another delimiter names more columns.
+    """
+    sniffed = _sniff_delimiter(below_first_line or sample)
+    complete_lines = sample[: sample.rfind("\n") + 1] or sample
+
+    def columns_named(delimiter: str) -> int:
+        rows = _csv_rows(io.StringIO(complete_lines, newline=""), delimiter)
+        try:
+            guess = guess_header(rows)
+        except RosterUnreadable:
+            return -1
+        return guess.matches if guess else 0
+
+    others = [d for d in CSV_DELIMITERS if d != sniffed]
+    return max([sniffed, *others], key=columns_named)
+
+
 def _sniff_delimiter(sample: str) -> str:
     """The delimiter of a CSV sample; a comma when the sample does not say."""
     complete_lines = sample[: sample.rfind("\n") + 1] or sample
     try:
-        return csv.Sniffer().sniff(complete_lines, delimiters=",;\t|").delimiter
+        return csv.Sniffer().sniff(complete_lines, delimiters=CSV_DELIMITERS).delimiter
     except csv.Error:
         return ","
 

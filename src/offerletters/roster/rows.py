@@ -21,6 +21,7 @@ from offerletters.roster.cells import (
     is_empty,
     multiline_text,
     parse_email,
+    parse_name,
 )
 from offerletters.roster.dates import long_date, parse_start_date
 from offerletters.roster.header import Header
@@ -109,7 +110,7 @@ class _RowValidator:
         def read(column: str, parse: Callable[[Cell], _T]) -> _T | None:
             return self._read(number, cells, column, parse, errors)
 
-        name = read("Name", cell_text)
+        name = read("Name", parse_name)
         email = read("Email", parse_email)
         role = read("Role", cell_text)
         amount = read("Offer Amount", parse_amount)
@@ -139,13 +140,18 @@ class _RowValidator:
                 start_date=start,
                 location=location,
                 currency=currency,
-                extra={
-                    key: multiline_text(_cell(cells, i))
-                    for key, i in self._header.extras
-                },
+                extra=self._extras(cells),
                 notes=self._notes(start),
             )
         ]
+
+    def _extras(self, cells: Sequence[Cell]) -> dict[str, str]:
+        """The extra columns this row fills; an empty cell is left out, so
+        that `{% if hiring_manager is defined %}` reads as the sheet does."""
+        texts = (
+            (key, multiline_text(_cell(cells, i))) for key, i in self._header.extras
+        )
+        return {key: text for key, text in texts if text}
 
     def _read(
         self,
