@@ -101,7 +101,7 @@ def test_validate_reports_every_problem_and_exits_nonzero(
     assert "row 3, Offer Amount" in bad.stdout
     assert "row 4, Start Date" in bad.stdout
     assert good.returncode == 0, good.stdout + good.stderr
-    assert "1 letter(s)" in good.stdout
+    assert "1 good row(s)" in good.stdout
 
 
 def test_preview_writes_eml_and_html_and_sends_nothing(
@@ -121,6 +121,55 @@ def test_preview_writes_eml_and_html_and_sends_nothing(
     assert len(html) == 2
     assert "$120,000" in html[0].read_text(encoding="utf-8")
     assert not settings.outbox_dir.exists()
+
+
+def write_managed_roster(path: Path, *managers: str | None) -> Path:
+    """A roster with a Hiring Manager column, one row per manager (None: empty)."""
+    header = [*rosters.HEADER, "Hiring Manager"]
+    rows = [
+        [*candidate(email=f"c{i}@example.com"), manager]
+        for i, manager in enumerate(managers)
+    ]
+    path.write_bytes(rosters.xlsx(Sheet("Roster", roster(*rows, header=header))))
+    return path
+
+
+def test_an_empty_optional_cell_leaves_its_sentence_out(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """The default letter skips "Reporting to" where the Hiring Manager is empty."""
+    path = write_managed_roster(tmp_path / "r.xlsx", "Ana Silva", None)
+
+    result = run(["preview", str(path), "--out", "seen"], make_settings(), tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    first, second = sorted((tmp_path / "seen").glob("*.html"))
+    assert "Ana Silva is looking forward" in first.read_text(encoding="utf-8")
+    assert "Reporting to" not in second.read_text(encoding="utf-8")
+    assert "and  is" not in second.read_text(encoding="utf-8")
+
+
+def test_an_empty_cell_the_templates_need_is_a_row_error(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """Templates that always print hiring_manager reject a row that leaves it empty."""
+    templates = tmp_path / "tpl"
+    templates.mkdir()
+    (templates / "subject.txt").write_text("Your offer, {{ name }}")
+    (templates / "letter.txt").write_text("Dear {{ name }},\nAsk {{ hiring_manager }}.")
+    (templates / "letter.html").write_text("<p>Ask {{ hiring_manager }}.</p>")
+    path = write_managed_roster(tmp_path / "r.xlsx", "Ana Silva", None)
+
+    result = run(
+        ["validate", str(path)], make_settings(templates_dir=templates), tmp_path
+    )
+
+    assert result.returncode == 1
+    assert (
+        "row 3, Hiring Manager: Hiring Manager is empty, and the letter needs it"
+        " (letter.txt line 2)" in result.stdout
+    )
+    assert "1 good row(s)" in result.stdout
 
 
 def test_an_unreadable_file_is_one_clear_line_not_a_traceback(

@@ -12,7 +12,7 @@ import asyncio
 from offerletters.cli.shared import (
     EXIT_OK,
     EXIT_REJECTED,
-    print_receipt,
+    print_checked,
     print_row_errors,
     read_roster,
     templates,
@@ -34,7 +34,7 @@ def validate(args: argparse.Namespace, settings: Settings) -> int:
             all_or_nothing=False,
         )
     )
-    print_receipt(receipt)
+    print_checked(receipt)
     if receipt.errors:
         print(f"{len(receipt.errors)} row error(s); `send` sends nothing until fixed:")
         print_row_errors(receipt.errors)
@@ -56,7 +56,7 @@ def preview(args: argparse.Namespace, settings: Settings) -> int:
             all_or_nothing=False,
         )
     )
-    print_receipt(receipt)
+    print_checked(receipt)
     print(f"wrote {receipt.letters} letter(s) to {args.out}: nothing was sent")
     if receipt.errors:
         print(f"{len(receipt.errors)} row error(s); `send` sends nothing until fixed:")

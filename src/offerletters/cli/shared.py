@@ -47,6 +47,16 @@ def print_receipt(receipt: BatchReceipt) -> None:
         f"batch {receipt.batch_id}: {receipt.letters} letter(s)"
         f" from sheet {receipt.sheet!r}"
     )
+    print_notes(receipt)
+
+
+def print_checked(receipt: BatchReceipt) -> None:
+    """What validate and preview found: no batch was made, only rows read."""
+    print(f"sheet {receipt.sheet!r}: {receipt.letters} good row(s)")
+    print_notes(receipt)
+
+
+def print_notes(receipt: BatchReceipt) -> None:
     for note in receipt.notes:
         print(f"  note: {note}")
 
