@@ -135,7 +135,9 @@ async def test_without_a_file_or_a_configured_roster_the_answer_says_how(
     response = await client.post("/send-emails")
 
     assert response.status_code == 400
-    assert "OFFERLETTERS_ROSTER_PATH" in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert detail.startswith("no roster was sent; upload it as the multipart field")
+    assert "OFFERLETTERS_ROSTER_PATH" in detail
 
 
 async def test_health_and_the_openapi_page_document_the_routes(

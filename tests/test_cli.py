@@ -186,6 +186,16 @@ def test_an_unreadable_file_is_one_clear_line_not_a_traceback(
     assert "Traceback" not in result.stderr
 
 
+def test_a_roster_path_that_does_not_exist_says_so(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """A mistyped path is "no roster at", exit 1, not a complaint about its format."""
+    result = run(["validate", "nope.xlsx"], make_settings(), tmp_path)
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == "offerletters: there is no roster at nope.xlsx"
+
+
 def test_the_worker_refuses_to_start_without_kafka(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:

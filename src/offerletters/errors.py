@@ -30,6 +30,10 @@ class RosterUnreadable(OfferLettersError):
         self.reason = reason
 
 
+class RosterMissing(OfferLettersError):
+    """No roster to read: none was uploaded, or its file is not there."""
+
+
 class RosterTooLarge(OfferLettersError):
     """The upload exceeds a configured byte or row cap."""
 

@@ -24,6 +24,7 @@ from offerletters.config import Settings
 from offerletters.errors import (
     OfferLettersError,
     QueueUnavailable,
+    RosterMissing,
     RosterTooLarge,
     RosterUnreadable,
     TemplateProblem,
@@ -38,6 +39,7 @@ log = structlog.get_logger(__name__)
 # The caller's mistakes, answered with our message.
 _CALLER_STATUS = {
     RosterUnreadable: 400,
+    RosterMissing: 400,
     RosterTooLarge: 413,
     TemplateProblem: 422,
 }

@@ -26,7 +26,7 @@ from offerletters.api.schemas import (
     RosterRejectedOut,
     row_error_out,
 )
-from offerletters.errors import RosterTooLarge, RosterUnreadable
+from offerletters.errors import RosterMissing, RosterTooLarge, RosterUnreadable
 from offerletters.ingest import batch_id_for, ingest
 from offerletters.preview import Collect
 
@@ -156,9 +156,10 @@ async def _roster_bytes(
     elif roster_path is not None:
         data = await asyncio.to_thread(_read_capped, roster_path, max_bytes)
     else:
-        raise RosterUnreadable(
-            "no file was sent; upload the roster as the multipart field 'file'"
-            " or set OFFERLETTERS_ROSTER_PATH on the server"
+        raise RosterMissing(
+            "no roster was sent; upload it as the multipart field 'file'"
+            " (curl -F file=@roster.xlsx), or set OFFERLETTERS_ROSTER_PATH on"
+            " the server"
         )
 
     if len(data) > max_bytes:

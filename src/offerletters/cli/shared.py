@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from offerletters.config import Settings
-from offerletters.errors import RosterUnreadable
+from offerletters.errors import RosterMissing, RosterUnreadable
 from offerletters.ingest import BatchReceipt
 from offerletters.letters import LetterTemplates
 from offerletters.roster import RowError
@@ -25,6 +25,8 @@ def read_roster(path: Path, settings: Settings) -> bytes:
     try:
         with path.open("rb") as roster:
             return roster.read(settings.max_upload_bytes + 1)
+    except FileNotFoundError as exc:
+        raise RosterMissing(f"there is no roster at {path}") from exc
     except OSError as exc:
         raise RosterUnreadable(f"{path}: {exc.strerror}") from exc
 
