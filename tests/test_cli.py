@@ -149,6 +149,26 @@ def test_an_empty_optional_cell_leaves_its_sentence_out(
     assert "and  is" not in second.read_text(encoding="utf-8")
 
 
+def test_an_empty_first_name_falls_back_to_the_name(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """A First Name column greets by it, and a row that leaves it empty by Name."""
+    header = [*rosters.HEADER, "First Name"]
+    rows = [
+        [*candidate("Zoë Müller", "z@example.com"), "Zozo"],
+        [*candidate("Ana Lima", "a@example.com"), None],
+    ]
+    path = tmp_path / "r.xlsx"
+    path.write_bytes(rosters.xlsx(Sheet("Roster", roster(*rows, header=header))))
+
+    result = run(["preview", str(path), "--out", "seen"], make_settings(), tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    first, second = sorted((tmp_path / "seen").glob("*.html"))
+    assert "Dear Zozo," in first.read_text(encoding="utf-8")
+    assert "Dear Ana," in second.read_text(encoding="utf-8")
+
+
 def test_an_empty_cell_the_templates_need_is_a_row_error(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:

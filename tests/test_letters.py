@@ -232,6 +232,23 @@ def test_name_without_spaces_is_its_own_first_name(templates: LetterTemplates) -
     assert "Dear 李雷," in letter.text
 
 
+@pytest.mark.parametrize(
+    ("name", "greeting"),
+    [
+        ("Smith, John", "Dear John,"),
+        ("John Smith, Jr.", "Dear John,"),
+        ("Jane Doe", "Dear Jane,"),
+    ],
+)
+def test_a_family_name_first_before_a_comma_is_not_the_greeting(
+    templates: LetterTemplates, name: str, greeting: str
+) -> None:
+    """ "Smith, John", as HR systems export names, is greeted as John."""
+    letter = templates.render(candidate(name=name), batch_id=BATCH_ID, sender=SENDER)
+
+    assert greeting in letter.text
+
+
 def test_newline_in_a_cell_folds_to_a_space(templates: LetterTemplates) -> None:
     """CR/LF from a cell become one space in the subject and the recipient name."""
     letter = templates.render(

@@ -1142,6 +1142,75 @@ def test_a_name_without_letters_is_a_row_error(name: Value) -> None:
     assert "formula" in error.fix
 
 
+@pytest.mark.parametrize(
+    ("header", "bad", "good"),
+    [
+        (
+            "Name,Email,Role,Offer Amount,Start Date,Location",
+            "Q Q,q@example.com,Eng,$120,000,2027-03-01,Remote",
+            "Ana,ana@example.com,Eng,1,2027-03-01,Lima",
+        ),
+        (
+            "Name,Email,Role,Location,Start Date,Offer Amount",
+            "Q Q,q@example.com,Eng,Remote,2027-03-01,$120,000",
+            "Ana,ana@example.com,Eng,Lima,2027-03-01,1",
+        ),
+    ],
+)
+def test_a_csv_row_wider_than_its_header_is_refused_not_read_askew(
+    header: str, bad: str, good: str
+) -> None:
+    """An unquoted "$120,000" adds a cell: the row is refused, never "$120"."""
+    data = f"{header}\r\n{bad}\r\n{good}\r\n"
+
+    items = read(data.encode())
+
+    assert items[0] == RowError(
+        row=2,
+        column=None,
+        message="the row has 7 values but the header has 6 columns",
+        fix='put quotes around values that hold a comma, like "$120,000",'
+        " or export the sheet again as CSV",
+    )
+    assert isinstance(items[1], Candidate)
+
+
+@pytest.mark.parametrize("column", ["Name", "Role", "Location", "Offer Amount"])
+def test_spreadsheet_error_text_is_a_row_error(column: str) -> None:
+    """ "#N/A" written as text by a CSV export is never a name, role or amount."""
+    data = csv_bytes(roster(one_value(column, "#N/A")))
+
+    (error,) = errors(data)
+
+    assert (error.column, error.message, error.value) == (
+        column,
+        "the cell shows the error #N/A instead of a value",
+        "#N/A",
+    )
+
+
+def test_first_name_is_checked_like_a_name_and_may_be_left_empty() -> None:
+    """A First Name column must hold letters; an empty one is simply absent."""
+    header = [*HEADER, "First Name", "Hiring Manager"]
+    data = one_sheet(
+        [*candidate(), "Zoë", "Ana"],
+        [*candidate(email="b@example.com"), None, "#REF!"],
+        [*candidate(email="c@example.com"), 0, None],
+        header=header,
+    )
+
+    items = read(data)
+
+    assert isinstance(items[0], Candidate)
+    assert dict(items[0].extra) == {"first_name": "Zoë", "hiring_manager": "Ana"}
+    assert [
+        (i.row, i.column, i.message) for i in items[1:] if isinstance(i, RowError)
+    ] == [
+        (3, "Hiring Manager", "the cell shows the error #REF! instead of a value"),
+        (4, "First Name", "a name must contain letters"),
+    ]
+
+
 def test_malformed_csv_is_unreadable() -> None:
     """A CSV the reader cannot parse (a field past the size limit) is unreadable."""
     data = csv_bytes(roster(candidate(), one_value("Role", "x" * 200_000)))

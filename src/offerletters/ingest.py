@@ -20,7 +20,7 @@ import structlog
 from offerletters.config import Settings
 from offerletters.errors import OfferLettersError, RosterTooLarge
 from offerletters.ledger import Ledger
-from offerletters.letters import Letter, LetterTemplates
+from offerletters.letters import CORE_VARIABLES, Letter, LetterTemplates
 from offerletters.metrics import INGEST_ROWS, LETTERS_QUEUED
 from offerletters.queue import BatchWriter, Publisher
 from offerletters.roster import (
@@ -102,11 +102,12 @@ async def ingest(
     templates.check(roster.extra_columns.keys())
 
     # Extra columns the letter cannot do without: a row that leaves one empty
-    # is a row error, never a letter with a gap in it.
+    # is a row error, never a letter with a gap in it. A core variable (such
+    # as first_name) has a value of its own to fall back on.
     needed = {
         key: header
         for key, header in roster.extra_columns.items()
-        if key in templates.required
+        if key in templates.required and key not in CORE_VARIABLES
     }
     rendered = _render(roster.rows(), templates, batch_id, settings, needed)
     errors: list[RowError] = []

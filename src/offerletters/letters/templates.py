@@ -272,9 +272,13 @@ def _compile(env: SandboxedEnvironment, directory: Path, name: str) -> Template:
 def _first_name(name: str) -> str:
     """The first word of a name, or the whole name when it has no spaces.
 
-    Names written without spaces (李雷) are addressed in full rather than cut.
+    Names written without spaces (李雷) are addressed in full rather than cut;
+    "Smith, John", as HR systems export names, is addressed as John (but
+    "John Smith, Jr." still as John).
     """
-    words = name.split(maxsplit=1)
+    family, comma, given = name.partition(",")
+    family_first = comma and len(family.split()) == 1 and given.strip()
+    words = (given if family_first else name).split(maxsplit=1)
     return words[0] if words else name
 
 

@@ -112,6 +112,33 @@ def number_text(number: float) -> str:
     return repr(number)
 
 
+# What Excel shows in a cell whose formula failed; CSV exports write it as text.
+_EXCEL_ERROR_TEXTS: Final = frozenset(
+    {
+        "#N/A",
+        "#VALUE!",
+        "#REF!",
+        "#DIV/0!",
+        "#NUM!",
+        "#NAME?",
+        "#NULL!",
+        "#SPILL!",
+        "#CALC!",
+        "#GETTING_DATA",
+    }
+)
+
+
+def refuse_error_text(cell: Cell) -> Cell:
+    """The cell as it is, unless it shows a spreadsheet error such as #N/A."""
+    if isinstance(cell, str) and cell.strip().upper() in _EXCEL_ERROR_TEXTS:
+        raise InvalidCell(
+            f"the cell shows the error {cell.strip()} instead of a value",
+            "correct the formula, or type the value itself",
+        )
+    return cell
+
+
 def parse_name(cell: Cell) -> str:
     """A person's name: a text cell holding at least one letter, in any script.
 

@@ -55,7 +55,9 @@ def open_csv(data: bytes, options: RosterOptions) -> Roster:
     guess = guess_header(rows())
     if guess is None:
         raise RosterUnreadable("the file holds no data")
-    return Roster("CSV", header_from(guess), Source(rows=rows, options=options))
+    return Roster(
+        "CSV", header_from(guess), Source(rows=rows, options=options, fixed_width=True)
+    )
 
 
 def _text_encoding(data: bytes) -> str:

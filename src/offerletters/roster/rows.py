@@ -22,10 +22,14 @@ from offerletters.roster.cells import (
     multiline_text,
     parse_email,
     parse_name,
+    refuse_error_text,
 )
 from offerletters.roster.dates import long_date, parse_start_date
 from offerletters.roster.header import Header
 from offerletters.roster.records import Candidate, RosterOptions, RowError
+
+# The extra column that, when a roster has it, greets the candidate.
+FIRST_NAME_KEY = "first_name"
 
 __all__ = ["Roster", "Source"]
 
@@ -45,6 +49,9 @@ class Source:
     date1904: bool = False
     # Says why an empty-looking cell is empty, where the format lets us know.
     explain_empty: Callable[[int, int], str | None] | None = None
+    # CSV: a row with more cells than the header has lost its columns' order
+    # (an unquoted "$120,000"), so it is refused rather than read askew.
+    fixed_width: bool = False
 
 
 class Roster:
@@ -105,6 +112,9 @@ class _RowValidator:
 
     def check(self, number: int, cells: Sequence[Cell]) -> list[Candidate | RowError]:
         """One Candidate, or one RowError for each column that is wrong."""
+        if self._source.fixed_width and self._too_wide(cells):
+            return [self._too_wide_error(number, cells)]
+
         errors: list[RowError] = []
 
         def read(column: str, parse: Callable[[Cell], _T]) -> _T | None:
@@ -117,6 +127,7 @@ class _RowValidator:
         start = read("Start Date", self._start_date)
         location = read("Location", cell_text)
         currency = self._currency(number, cells, amount, errors)
+        extra = self._extras(number, cells, errors)
         if email is not None:
             self._check_duplicate(number, email, errors)
 
@@ -140,18 +151,53 @@ class _RowValidator:
                 start_date=start,
                 location=location,
                 currency=currency,
-                extra=self._extras(cells),
+                extra=extra,
                 notes=self._notes(start),
             )
         ]
 
-    def _extras(self, cells: Sequence[Cell]) -> dict[str, str]:
+    def _extras(
+        self, number: int, cells: Sequence[Cell], errors: list[RowError]
+    ) -> dict[str, str]:
         """The extra columns this row fills; an empty cell is left out, so
-        that `{% if hiring_manager is defined %}` reads as the sheet does."""
-        texts = (
-            (key, multiline_text(_cell(cells, i))) for key, i in self._header.extras
+        that `{% if hiring_manager is defined %}` reads as the sheet does.
+
+        A First Name column stands in for the name's first word in the
+        greeting, so it is checked as a name; any cell showing a spreadsheet
+        error is a row error, never a value.
+        """
+        extra: dict[str, str] = {}
+        for key, index in self._header.extras:
+            cell = _cell(cells, index)
+            if is_empty(cell):
+                continue
+            parse = parse_name if key == FIRST_NAME_KEY else multiline_text
+            header = self._header.cells[index]
+            try:
+                extra[key] = parse(refuse_error_text(cell))
+            except InvalidCell as problem:
+                errors.append(
+                    RowError(
+                        number, header, problem.message, cell_text(cell), problem.fix
+                    )
+                )
+        return extra
+
+    def _too_wide(self, cells: Sequence[Cell]) -> bool:
+        return any(not is_empty(cell) for cell in cells[len(self._header.cells) :])
+
+    def _too_wide_error(self, number: int, cells: Sequence[Cell]) -> RowError:
+        width = len(cells)
+        while width and is_empty(cells[width - 1]):
+            width -= 1
+        return RowError(
+            number,
+            None,
+            f"the row has {width} values but the header has"
+            f" {len(self._header.cells)} columns",
+            fix='put quotes around values that hold a comma, like "$120,000",'
+            " or export the sheet again as CSV",
         )
-        return {key: text for key, text in texts if text}
 
     def _read(
         self,
@@ -170,7 +216,7 @@ class _RowValidator:
             return None
 
         try:
-            return parse(cell)
+            return parse(refuse_error_text(cell))
         except InvalidCell as problem:
             errors.append(
                 RowError(number, header, problem.message, cell_text(cell), problem.fix)
