@@ -176,11 +176,7 @@ class _RowValidator:
             try:
                 extra[key] = parse(refuse_error_text(cell))
             except InvalidCell as problem:
-                errors.append(
-                    RowError(
-                        number, header, problem.message, cell_text(cell), problem.fix
-                    )
-                )
+                errors.append(_invalid(number, header, cell, problem))
         return extra
 
     def _too_wide(self, cells: Sequence[Cell]) -> bool:
@@ -218,9 +214,7 @@ class _RowValidator:
         try:
             return parse(refuse_error_text(cell))
         except InvalidCell as problem:
-            errors.append(
-                RowError(number, header, problem.message, cell_text(cell), problem.fix)
-            )
+            errors.append(_invalid(number, header, cell, problem))
             return None
 
     def _empty(self, number: int, index: int, column: str, header: str) -> RowError:
@@ -270,9 +264,7 @@ class _RowValidator:
         try:
             code = parse_currency_code(cell_text(cell))
         except InvalidCell as problem:
-            errors.append(
-                RowError(number, header, problem.message, cell_text(cell), problem.fix)
-            )
+            errors.append(_invalid(number, header, cell, problem))
             return None
         if written is not None and written != code:
             amount_header = self._header.cells[self._header.required["Offer Amount"]]
@@ -308,6 +300,11 @@ class _RowValidator:
         if start >= self._today:
             return ()
         return (f"start date {long_date(start)} is in the past",)
+
+
+def _invalid(number: int, header: str, cell: Cell, problem: InvalidCell) -> RowError:
+    """The RowError for a cell whose value cannot be used, quoting the value."""
+    return RowError(number, header, problem.message, cell_text(cell), problem.fix)
 
 
 def _cell(cells: Sequence[Cell], index: int) -> Cell:
