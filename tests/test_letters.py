@@ -236,7 +236,13 @@ def test_name_without_spaces_is_its_own_first_name(templates: LetterTemplates) -
     ("name", "greeting"),
     [
         ("Smith, John", "Dear John,"),
+        ("van der Berg, Anna", "Dear Anna,"),
+        ("Garcia Lopez, Ana", "Dear Ana,"),
+        ("Smith, John, Jr.", "Dear John,"),
         ("John Smith, Jr.", "Dear John,"),
+        (", John", "Dear John,"),
+        ("Madonna,", "Dear Madonna,"),
+        ("李, 雷", "Dear 雷,"),
         ("Jane Doe", "Dear Jane,"),
     ],
 )

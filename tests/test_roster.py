@@ -1136,7 +1136,7 @@ def test_a_name_without_letters_is_a_row_error(name: Value) -> None:
     assert (error.row, error.column, error.message) == (
         2,
         "Name",
-        "a name must contain letters",
+        "a name must be text with letters in it",
     )
     assert error.fix is not None
     assert "formula" in error.fix
@@ -1168,11 +1168,32 @@ def test_a_csv_row_wider_than_its_header_is_refused_not_read_askew(
     assert items[0] == RowError(
         row=2,
         column=None,
-        message="the row has 7 values but the header has 6 columns",
-        fix='put quotes around values that hold a comma, like "$120,000",'
-        " or export the sheet again as CSV",
+        message="the row's values do not line up with the header's 6 columns"
+        " (7 values, the amount perhaps split in two)",
+        fix="put quotes around every value that holds the delimiter, like"
+        ' "$120,000" in a comma-separated file, or export the sheet again as CSV',
     )
     assert isinstance(items[1], Candidate)
+
+
+@pytest.mark.parametrize(
+    ("row", "refused"),
+    [
+        ("Jo,jo@example.com,Eng,2027-04-01,London,$120,000", True),
+        ("Jo,jo@example.com,Eng,2027-04-01,London,$120,000,", True),
+        ("Jo,jo@example.com,Eng,2027-04-01,London,120000,123", False),
+        ('Jo,jo@example.com,Eng,2027-04-01,London,"$120,000",123', False),
+    ],
+)
+def test_an_amount_split_by_a_comma_is_refused_even_when_the_width_fits(
+    row: str, refused: bool
+) -> None:
+    """'$120' then '000' under an empty Notes column is refused, never "$120"."""
+    header = "Name,Email,Role,Start Date,Location,Offer Amount,Notes"
+
+    (item,) = read(f"{header}\r\n{row}\r\n".encode())
+
+    assert isinstance(item, RowError) is refused, item
 
 
 @pytest.mark.parametrize("column", ["Name", "Role", "Location", "Offer Amount"])
@@ -1187,6 +1208,20 @@ def test_spreadsheet_error_text_is_a_row_error(column: str) -> None:
         "the cell shows the error #N/A instead of a value",
         "#N/A",
     )
+
+
+def test_error_cells_in_extra_columns_are_row_errors() -> None:
+    """A VLOOKUP that saved #N/A in Hiring Manager is an error, not an empty cell."""
+    header = [*HEADER, "Hiring Manager"]
+    data = one_sheet(
+        [*candidate(), Formula("=VLOOKUP(A2,M!A:B,2,0)", cached="#N/A")],
+        header=header,
+    )
+
+    (error,) = errors(data)
+
+    assert (error.row, error.column, error.value) == (2, "Hiring Manager", "#N/A")
+    assert error.message == "Hiring Manager shows the error #N/A instead of a value"
 
 
 def test_first_name_is_checked_like_a_name_and_may_be_left_empty() -> None:
@@ -1207,7 +1242,7 @@ def test_first_name_is_checked_like_a_name_and_may_be_left_empty() -> None:
         (i.row, i.column, i.message) for i in items[1:] if isinstance(i, RowError)
     ] == [
         (3, "Hiring Manager", "the cell shows the error #REF! instead of a value"),
-        (4, "First Name", "a name must contain letters"),
+        (4, "First Name", "a name must be text with letters in it"),
     ]
 
 

@@ -269,17 +269,35 @@ def _compile(env: SandboxedEnvironment, directory: Path, name: str) -> Template:
         raise TemplateProblem(f"{directory / name}: not UTF-8 text") from exc
 
 
+# Words after a comma that end a name rather than begin one ("Smith, Jr.").
+_NAME_SUFFIXES = frozenset({"jr", "jr.", "sr", "sr.", "ii", "iii", "iv", "phd", "md"})
+
+
 def _first_name(name: str) -> str:
     """The first word of a name, or the whole name when it has no spaces.
 
-    Names written without spaces (李雷) are addressed in full rather than cut;
-    "Smith, John", as HR systems export names, is addressed as John (but
-    "John Smith, Jr." still as John).
+    Names written without spaces (李雷) are addressed in full rather than cut.
+    A comma puts the family name first, as HR systems export names: "Smith,
+    John" and "van der Berg, Anna" are addressed as John and Anna; unless a
+    suffix follows it, as in "John Smith, Jr.".
     """
-    family, comma, given = name.partition(",")
-    family_first = comma and len(family.split()) == 1 and given.strip()
-    words = (given if family_first else name).split(maxsplit=1)
-    return words[0] if words else name
+    _family, comma, given = name.partition(",")
+    given_words = _words(given)
+    suffix = given_words and _bare(given_words[0]).casefold() in _NAME_SUFFIXES
+    if comma and given_words and not suffix:
+        return _bare(given_words[0])
+
+    words = _words(name)
+    return _bare(words[0]) if words else name
+
+
+def _words(text: str) -> list[str]:
+    """Words of a name, without stray punctuation standing on its own."""
+    return [word for word in text.split() if _bare(word)]
+
+
+def _bare(word: str) -> str:
+    return word.strip(",;")
 
 
 def _one_line(value: str) -> str:

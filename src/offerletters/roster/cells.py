@@ -148,7 +148,7 @@ def parse_name(cell: Cell) -> str:
     text = cell_text(cell)
     if not isinstance(cell, str) or not any(char.isalpha() for char in text):
         raise InvalidCell(
-            "a name must contain letters",
+            "a name must be text with letters in it",
             "type the candidate's name; if the cell holds a formula, open and"
             " save the file in Excel so its result is stored",
         )

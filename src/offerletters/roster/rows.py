@@ -5,6 +5,7 @@ say what is wrong with it, remembering the addresses it has seen.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -30,6 +31,10 @@ from offerletters.roster.records import Candidate, RosterOptions, RowError
 
 # The extra column that, when a roster has it, greets the candidate.
 FIRST_NAME_KEY = "first_name"
+# "$120,000" cut at an unquoted comma: a head of one to three digits after
+# any sign ("$120", "120"), then a tail of three ("000", "000.00").
+_SPLIT_HEAD = re.compile(r"\D*\d{1,3}")
+_THOUSANDS_GROUP = re.compile(r"\d{3}(?:[.,]\d{1,2})?")
 
 __all__ = ["Roster", "Source"]
 
@@ -112,7 +117,9 @@ class _RowValidator:
 
     def check(self, number: int, cells: Sequence[Cell]) -> list[Candidate | RowError]:
         """One Candidate, or one RowError for each column that is wrong."""
-        if self._source.fixed_width and self._too_wide(cells):
+        if self._source.fixed_width and (
+            self._too_wide(cells) or self._amount_split(cells)
+        ):
             return [self._too_wide_error(number, cells)]
 
         errors: list[RowError] = []
@@ -169,10 +176,13 @@ class _RowValidator:
         extra: dict[str, str] = {}
         for key, index in self._header.extras:
             cell = _cell(cells, index)
-            if is_empty(cell):
-                continue
-            parse = parse_name if key == FIRST_NAME_KEY else multiline_text
             header = self._header.cells[index]
+            if is_empty(cell):
+                hidden = self._explained_empty(number, index, header, header)
+                errors.extend([hidden] if hidden else [])
+                continue
+
+            parse = parse_name if key == FIRST_NAME_KEY else multiline_text
             try:
                 extra[key] = parse(refuse_error_text(cell))
             except InvalidCell as problem:
@@ -182,6 +192,21 @@ class _RowValidator:
     def _too_wide(self, cells: Sequence[Cell]) -> bool:
         return any(not is_empty(cell) for cell in cells[len(self._header.cells) :])
 
+    def _amount_split(self, cells: Sequence[Cell]) -> bool:
+        """An unquoted "$120,000" in CSV: "$120" then "000" in the next column.
+
+        When a column further right is empty the row keeps its width, so the
+        width alone cannot tell; three digits after an amount can.
+        """
+        index = self._header.required["Offer Amount"]
+        amount, after = _cell(cells, index), _cell(cells, index + 1)
+        return (
+            isinstance(amount, str)
+            and isinstance(after, str)
+            and _SPLIT_HEAD.fullmatch(amount.strip()) is not None
+            and _THOUSANDS_GROUP.fullmatch(after.strip()) is not None
+        )
+
     def _too_wide_error(self, number: int, cells: Sequence[Cell]) -> RowError:
         width = len(cells)
         while width and is_empty(cells[width - 1]):
@@ -189,10 +214,11 @@ class _RowValidator:
         return RowError(
             number,
             None,
-            f"the row has {width} values but the header has"
-            f" {len(self._header.cells)} columns",
-            fix='put quotes around values that hold a comma, like "$120,000",'
-            " or export the sheet again as CSV",
+            f"the row's values do not line up with the header's"
+            f" {len(self._header.cells)} columns ({width} values, the amount"
+            " perhaps split in two)",
+            fix="put quotes around every value that holds the delimiter, like"
+            ' "$120,000" in a comma-separated file, or export the sheet again as CSV',
         )
 
     def _read(
@@ -219,6 +245,17 @@ class _RowValidator:
 
     def _empty(self, number: int, index: int, column: str, header: str) -> RowError:
         """The RowError for an empty required cell, saying why if we can tell."""
+        explained = self._explained_empty(number, index, column, header)
+        if explained is not None:
+            return explained
+        return RowError(
+            number, header, f"{column} is empty", fix=f"fill in the {column.lower()}"
+        )
+
+    def _explained_empty(
+        self, number: int, index: int, column: str, header: str
+    ) -> RowError | None:
+        """A RowError when an empty-looking cell hides a formula or its error."""
         explain = self._source.explain_empty
         reason = explain(number, self._source.first_column + index) if explain else None
         if reason == "unsaved formula":
@@ -237,9 +274,7 @@ class _RowValidator:
                 value=reason,
                 fix="correct the formula, or type the value itself",
             )
-        return RowError(
-            number, header, f"{column} is empty", fix=f"fill in the {column.lower()}"
-        )
+        return None
 
     def _start_date(self, cell: Cell) -> date:
         return parse_start_date(
