@@ -239,6 +239,8 @@ def test_name_without_spaces_is_its_own_first_name(templates: LetterTemplates) -
         ("van der Berg, Anna", "Dear Anna,"),
         ("Garcia Lopez, Ana", "Dear Ana,"),
         ("Smith, John, Jr.", "Dear John,"),
+        ("John Smith, Ph.D.", "Dear John,"),
+        ("Jane Doe, MBA", "Dear Jane,"),
         ("John Smith, Jr.", "Dear John,"),
         (", John", "Dear John,"),
         ("Madonna,", "Dear Madonna,"),
@@ -253,6 +255,17 @@ def test_a_family_name_first_before_a_comma_is_not_the_greeting(
     letter = templates.render(candidate(name=name), batch_id=BATCH_ID, sender=SENDER)
 
     assert greeting in letter.text
+
+
+def test_a_first_name_column_greets_without_a_doubled_comma(
+    templates: LetterTemplates,
+) -> None:
+    """A First Name typed as "Johnny," still reads "Dear Johnny,"."""
+    letter = templates.render(
+        candidate(extra={"first_name": "Johnny,"}), batch_id=BATCH_ID, sender=SENDER
+    )
+
+    assert "Dear Johnny,\n" in letter.text
 
 
 def test_newline_in_a_cell_folds_to_a_space(templates: LetterTemplates) -> None:

@@ -1181,7 +1181,10 @@ def test_a_csv_row_wider_than_its_header_is_refused_not_read_askew(
     [
         ("Jo,jo@example.com,Eng,2027-04-01,London,$120,000", True),
         ("Jo,jo@example.com,Eng,2027-04-01,London,$120,000,", True),
+        ("Jo,jo@example.com,Eng,2027-04-01,London,120,000 €", True),
+        ("Jo,jo@example.com,Eng,2027-04-01,London,120,000 USD", True),
         ("Jo,jo@example.com,Eng,2027-04-01,London,120000,123", False),
+        ('Jo, jo@example.com, Eng, 2027-04-01, London, "$120,000"', False),
         ('Jo,jo@example.com,Eng,2027-04-01,London,"$120,000",123', False),
     ],
 )
@@ -1222,6 +1225,29 @@ def test_error_cells_in_extra_columns_are_row_errors() -> None:
 
     assert (error.row, error.column, error.value) == (2, "Hiring Manager", "#N/A")
     assert error.message == "Hiring Manager shows the error #N/A instead of a value"
+
+
+def test_a_formula_error_in_the_currency_column_is_a_row_error() -> None:
+    """=NA() in Currency never lets the default currency stand in for it."""
+    data = one_sheet(
+        [*candidate(), Formula("=NA()", cached="#N/A")],
+        header=[*HEADER, "Currency"],
+    )
+
+    (error,) = errors(data)
+
+    assert (error.column, error.value) == ("Currency", "#N/A")
+
+
+def test_a_row_of_formula_errors_is_reported_not_skipped_as_blank() -> None:
+    """A row of failed look-ups reads empty to calamine, but is no blank row."""
+    failed = [Formula("=NA()", cached="#N/A") for _ in HEADER]
+    data = one_sheet(candidate(), failed)
+
+    found = errors(data)
+
+    assert {(e.row, e.value) for e in found} == {(3, "#N/A")}
+    assert len(found) == len(HEADER)
 
 
 def test_first_name_is_checked_like_a_name_and_may_be_left_empty() -> None:

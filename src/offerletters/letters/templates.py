@@ -182,11 +182,10 @@ class LetterTemplates:
         knows which of their names comes first. Jinja's globals (range,
         namespace, ...) come first of all, since `_run` does not add them.
         """
-        context: dict[str, object] = {
-            **self._globals,
-            "first_name": _first_name(candidate.name),
-        }
-        context.update(candidate.extra)
+        given = candidate.extra.get("first_name")
+        context: dict[str, object] = {**self._globals, **candidate.extra}
+        # The greeting ends in its own comma: "Dear Johnny,", never "Johnny,,".
+        context["first_name"] = _bare(given) if given else _first_name(candidate.name)
         context.update(
             name=candidate.name,
             email=candidate.email,
@@ -270,7 +269,10 @@ def _compile(env: SandboxedEnvironment, directory: Path, name: str) -> Template:
 
 
 # Words after a comma that end a name rather than begin one ("Smith, Jr.").
-_NAME_SUFFIXES = frozenset({"jr", "jr.", "sr", "sr.", "ii", "iii", "iv", "phd", "md"})
+# Compared without dots, so "Ph.D." is "phd".
+_NAME_SUFFIXES = frozenset(
+    {"jr", "sr", "ii", "iii", "iv", "phd", "md", "esq", "mba", "cpa", "dds", "rn"}
+)
 
 
 def _first_name(name: str) -> str:
@@ -283,7 +285,10 @@ def _first_name(name: str) -> str:
     """
     _family, comma, given = name.partition(",")
     given_words = _words(given)
-    suffix = given_words and _bare(given_words[0]).casefold() in _NAME_SUFFIXES
+    suffix = (
+        given_words
+        and _bare(given_words[0]).replace(".", "").casefold() in _NAME_SUFFIXES
+    )
     if comma and given_words and not suffix:
         return _bare(given_words[0])
 

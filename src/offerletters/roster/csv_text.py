@@ -118,7 +118,11 @@ def _sniff_delimiter(sample: str) -> str:
 
 def _csv_rows(text: IO[str], delimiter: str) -> Iterator[tuple[int, Sequence[Cell]]]:
     """Numbered CSV records; a record spanning lines is still one row."""
-    reader = csv.reader(text, delimiter=delimiter, quotechar='"', strict=False)
+    # A space after the delimiter, as people type CSV by hand, must not
+    # hide the quotes that follow it.
+    reader = csv.reader(
+        text, delimiter=delimiter, quotechar='"', skipinitialspace=True, strict=False
+    )
     try:
         yield from enumerate(reader, start=1)
     except csv.Error as exc:

@@ -32,9 +32,10 @@ from offerletters.roster.records import Candidate, RosterOptions, RowError
 # The extra column that, when a roster has it, greets the candidate.
 FIRST_NAME_KEY = "first_name"
 # "$120,000" cut at an unquoted comma: a head of one to three digits after
-# any sign ("$120", "120"), then a tail of three ("000", "000.00").
+# any sign ("$120", "120"), then a tail of three and perhaps a currency
+# ("000", "000.00", "000 €", "000 USD").
 _SPLIT_HEAD = re.compile(r"\D*\d{1,3}")
-_THOUSANDS_GROUP = re.compile(r"\d{3}(?:[.,]\d{1,2})?")
+_THOUSANDS_GROUP = re.compile(r"\d{3}(?:[.,]\d{1,2})?(?:\s*[^\d\s,.]{1,3})?")
 
 __all__ = ["Roster", "Source"]
 
@@ -85,7 +86,8 @@ class Roster:
         validator = _RowValidator(self._header, self._source, options)
         counted = 0
         for number, cells in islice(self._source.rows(), self.header_row, None):
-            if cells.count("") == len(cells) or validator.is_blank(cells):
+            blank = cells.count("") == len(cells) or validator.is_blank(cells)
+            if blank and not validator.hides_errors(number):
                 continue
 
             counted += 1
@@ -110,6 +112,19 @@ class _RowValidator:
         )
         if header.currency is not None:
             self._used += (header.currency,)
+
+    def hides_errors(self, number: int) -> bool:
+        """True when a row that reads blank holds formula errors in named columns.
+
+        Calamine reads an error cell as empty: a row of failed look-ups would
+        otherwise vanish without a word instead of being reported.
+        """
+        explain = self._source.explain_empty
+        if explain is None:
+            return False
+
+        first = self._source.first_column
+        return any(explain(number, first + index) for index in self._used)
 
     def is_blank(self, cells: Sequence[Cell]) -> bool:
         """True when no named column of the row holds anything but spaces."""
@@ -291,13 +306,18 @@ class _RowValidator:
         """The row's currency: the Currency column's, else the amount's own."""
         written = amount[1] if amount else None
         index = self._header.currency
-        if index is None or is_empty(_cell(cells, index)):
+        if index is None:
             return written
 
         header = self._header.cells[index]
         cell = _cell(cells, index)
+        if is_empty(cell):
+            hidden = self._explained_empty(number, index, header, header)
+            errors.extend([hidden] if hidden else [])
+            return written
+
         try:
-            code = parse_currency_code(cell_text(cell))
+            code = parse_currency_code(cell_text(refuse_error_text(cell)))
         except InvalidCell as problem:
             errors.append(_invalid(number, header, cell, problem))
             return None
