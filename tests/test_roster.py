@@ -1241,7 +1241,7 @@ def test_a_formula_error_in_the_currency_column_is_a_row_error() -> None:
 
 def test_a_row_of_formula_errors_is_reported_not_skipped_as_blank() -> None:
     """A row of failed look-ups reads empty to calamine, but is no blank row."""
-    failed = [Formula("=NA()", cached="#N/A") for _ in HEADER]
+    failed: list[Value] = [Formula("=NA()", cached="#N/A") for _ in HEADER]
     data = one_sheet(candidate(), failed)
 
     found = errors(data)
