@@ -1250,6 +1250,15 @@ def test_a_row_of_formula_errors_is_reported_not_skipped_as_blank() -> None:
     assert len(found) == len(HEADER)
 
 
+def test_unsaved_formulas_dragged_below_the_data_stay_blank_rows() -> None:
+    """Uncalculated formulas dragged below the roster are skipped as blank rows."""
+    dragged: list[Value] = [Formula('=IF(Z3="","",Z3)') for _ in HEADER]
+
+    found = read(one_sheet(candidate(), dragged, dragged))
+
+    assert [type(item).__name__ for item in found] == ["Candidate"]
+
+
 def test_first_name_is_checked_like_a_name_and_may_be_left_empty() -> None:
     """A First Name column must hold letters; an empty one is simply absent."""
     header = [*HEADER, "First Name", "Hiring Manager"]

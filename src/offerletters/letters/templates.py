@@ -35,7 +35,7 @@ from offerletters.letters.filters import (
     parse_locale,
 )
 from offerletters.letters.letter import Letter, letter_id_for, message_id_for
-from offerletters.roster import Candidate
+from offerletters.roster import FIRST_NAME_KEY, Candidate
 
 __all__ = [
     "CORE_VARIABLES",
@@ -182,7 +182,7 @@ class LetterTemplates:
         knows which of their names comes first. Jinja's globals (range,
         namespace, ...) come first of all, since `_run` does not add them.
         """
-        given = candidate.extra.get("first_name")
+        given = candidate.extra.get(FIRST_NAME_KEY)
         context: dict[str, object] = {**self._globals, **candidate.extra}
         # The greeting ends in its own comma: "Dear Johnny,", never "Johnny,,".
         context["first_name"] = _bare(given) if given else _first_name(candidate.name)
@@ -284,13 +284,10 @@ def _first_name(name: str) -> str:
     suffix follows it, as in "John Smith, Jr.".
     """
     _family, comma, given = name.partition(",")
-    given_words = _words(given)
-    suffix = (
-        given_words
-        and _bare(given_words[0]).replace(".", "").casefold() in _NAME_SUFFIXES
-    )
-    if comma and given_words and not suffix:
-        return _bare(given_words[0])
+    words_after = _words(given) if comma else []
+    after_comma = _bare(words_after[0]) if words_after else ""
+    if after_comma and after_comma.replace(".", "").casefold() not in _NAME_SUFFIXES:
+        return after_comma
 
     words = _words(name)
     return _bare(words[0]) if words else name

@@ -20,6 +20,7 @@ from offerletters.roster.header import (
 from offerletters.roster.opening import open_roster
 from offerletters.roster.records import (
     DEFAULT_OPTIONS,
+    FIRST_NAME_KEY,
     Candidate,
     RosterOptions,
     RosterRejected,
@@ -31,6 +32,7 @@ __all__ = [
     "COLUMN_SYNONYMS",
     "CURRENCY_COLUMN",
     "DEFAULT_OPTIONS",
+    "FIRST_NAME_KEY",
     "REQUIRED_COLUMNS",
     "Candidate",
     "Roster",

@@ -17,7 +17,7 @@ from typing import Final
 from offerletters.errors import RosterUnreadable
 from offerletters.roster.records import RosterOptions
 
-__all__ = ["ExcelPackage", "check_unpacked_size"]
+__all__ = ["UNSAVED_FORMULA", "ExcelPackage", "check_unpacked_size"]
 
 # calamine builds every cell of a sheet's used rectangle in memory (about
 # 32 bytes each), so one stray cell far down and far right in a tiny file
@@ -39,6 +39,8 @@ _WORKBOOK_PROPERTIES: Final = re.compile(r"<(?:\w+:)?workbookPr\s([^>]*)>")
 # Cell references with two or three column letters (column AA and beyond).
 _WIDE_REFERENCE: Final = re.compile(rb'r="([A-Z]{2,3})[0-9]')
 _ROW_OF_REFERENCE: Final = re.compile(rb'r="[A-Z]{1,3}([0-9]{1,7})"')
+# What the empty-cell explainer says of a formula whose result was never saved.
+UNSAVED_FORMULA: Final = "unsaved formula"
 # A formula cell, noting whether a cached result (<v>) follows the formula.
 _FORMULA_CELL: Final = re.compile(
     rb'<(?:\w+:)?c r="([A-Z]{1,3})([0-9]{1,7})"[^>]*>'
@@ -185,7 +187,7 @@ class ExcelPackage:
         for chunk in self._chunks(part):
             for letters, row, cached in _FORMULA_CELL.findall(chunk):
                 if not cached:
-                    reasons[int(row), _column_number(letters) - 1] = "unsaved formula"
+                    reasons[int(row), _column_number(letters) - 1] = UNSAVED_FORMULA
             for letters, row, error in _ERROR_CELL.findall(chunk):
                 reasons[int(row), _column_number(letters) - 1] = error.decode(
                     "ascii", "replace"

@@ -21,6 +21,10 @@ __all__ = [
 ]
 
 
+# The extra column that, where a roster has one, greets the candidate.
+FIRST_NAME_KEY = "first_name"
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """One validated roster row, ready to become a letter."""

@@ -27,10 +27,14 @@ from offerletters.roster.cells import (
 )
 from offerletters.roster.dates import long_date, parse_start_date
 from offerletters.roster.header import Header
-from offerletters.roster.records import Candidate, RosterOptions, RowError
+from offerletters.roster.package import UNSAVED_FORMULA
+from offerletters.roster.records import (
+    FIRST_NAME_KEY,
+    Candidate,
+    RosterOptions,
+    RowError,
+)
 
-# The extra column that, when a roster has it, greets the candidate.
-FIRST_NAME_KEY = "first_name"
 # "$120,000" cut at an unquoted comma: a head of one to three digits after
 # any sign ("$120", "120"), then a tail of three and perhaps a currency
 # ("000", "000.00", "000 €", "000 USD").
@@ -117,14 +121,17 @@ class _RowValidator:
         """True when a row that reads blank holds formula errors in named columns.
 
         Calamine reads an error cell as empty: a row of failed look-ups would
-        otherwise vanish without a word instead of being reported.
+        otherwise vanish without a word instead of being reported. Formulas
+        never calculated stay blank: sheets made by programs drag them down
+        far below the data.
         """
         explain = self._source.explain_empty
         if explain is None:
             return False
 
         first = self._source.first_column
-        return any(explain(number, first + index) for index in self._used)
+        reasons = (explain(number, first + index) for index in self._used)
+        return any(reason not in (None, UNSAVED_FORMULA) for reason in reasons)
 
     def is_blank(self, cells: Sequence[Cell]) -> bool:
         """True when no named column of the row holds anything but spaces."""
@@ -132,10 +139,8 @@ class _RowValidator:
 
     def check(self, number: int, cells: Sequence[Cell]) -> list[Candidate | RowError]:
         """One Candidate, or one RowError for each column that is wrong."""
-        if self._source.fixed_width and (
-            self._too_wide(cells) or self._amount_split(cells)
-        ):
-            return [self._too_wide_error(number, cells)]
+        if self._source.fixed_width and self._misaligned(cells):
+            return [self._misaligned_error(number, cells)]
 
         errors: list[RowError] = []
 
@@ -204,8 +209,10 @@ class _RowValidator:
                 errors.append(_invalid(number, header, cell, problem))
         return extra
 
-    def _too_wide(self, cells: Sequence[Cell]) -> bool:
-        return any(not is_empty(cell) for cell in cells[len(self._header.cells) :])
+    def _misaligned(self, cells: Sequence[Cell]) -> bool:
+        """A CSV row whose values have slipped out of their columns."""
+        too_wide = any(not is_empty(cell) for cell in cells[len(self._header.cells) :])
+        return too_wide or self._amount_split(cells)
 
     def _amount_split(self, cells: Sequence[Cell]) -> bool:
         """An unquoted "$120,000" in CSV: "$120" then "000" in the next column.
@@ -222,7 +229,7 @@ class _RowValidator:
             and _THOUSANDS_GROUP.fullmatch(after.strip()) is not None
         )
 
-    def _too_wide_error(self, number: int, cells: Sequence[Cell]) -> RowError:
+    def _misaligned_error(self, number: int, cells: Sequence[Cell]) -> RowError:
         width = len(cells)
         while width and is_empty(cells[width - 1]):
             width -= 1
@@ -273,7 +280,7 @@ class _RowValidator:
         """A RowError when an empty-looking cell hides a formula or its error."""
         explain = self._source.explain_empty
         reason = explain(number, self._source.first_column + index) if explain else None
-        if reason == "unsaved formula":
+        if reason == UNSAVED_FORMULA:
             return RowError(
                 number,
                 header,
